@@ -1,0 +1,112 @@
+"""The ``haven`` command: ``serve``, ``keygen`` (and the flows' and load tester's).
+
+``haven serve`` prints exactly one line first, ``haven relay ws://HOST:PORT key=KEY``,
+so scripts and front ends can pin the relay key; everything else goes to the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import trio
+
+from . import __version__, logs
+from .config import ConfigError, load, scalar_fields
+from .keys import KeyFileError, write_private_key
+from .server import RelayInfo, b64url, serve
+
+#: Extra subcommands registered by other packages: name -> (add_arguments, run).
+SUBCOMMANDS: dict[
+    str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {}
+
+
+def _serve_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file ([relay] table)")
+    for f in scalar_fields():
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "key_file":
+            flag = "--key"
+        parser.add_argument(flag, dest=f.name, default=None, help=f"(env HAVEN_{f.name.upper()})")
+
+
+async def _run_relay(args: argparse.Namespace) -> None:
+    config = load(
+        {f.name: getattr(args, f.name) for f in scalar_fields()}, config_file=args.config
+    )
+    logs.setup(config.log_level, config.log_format)
+    async with trio.open_nursery() as nursery:
+        info: RelayInfo = await nursery.start(serve, config)
+        print(info.banner(), flush=True)
+        if info.metrics_url:
+            print(f"metrics {info.metrics_url}/metrics", file=sys.stderr, flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                info.relay.drain_requested.set()
+                break
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        trio.run(_run_relay, args)
+    except (ConfigError, KeyFileError, OSError) as exc:
+        print(f"haven: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from protocol.noise import public_bytes
+
+    key = X25519PrivateKey.generate()
+    try:
+        write_private_key(args.out, key)
+    except KeyFileError as exc:
+        print(f"haven: {exc}", file=sys.stderr)
+        return 2
+    print(b64url(public_bytes(key.public_key())))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="haven", description="Haven anonymous session relay")
+    parser.add_argument("--version", action="version", version=f"haven {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="run a relay")
+    _serve_parser(serve_p)
+    serve_p.set_defaults(func=cmd_serve)
+    keygen_p = sub.add_parser("keygen", help="write a relay static key (mode 0600)")
+    keygen_p.add_argument("--out", type=Path, required=True)
+    keygen_p.set_defaults(func=cmd_keygen)
+    _load_plugins()
+    for name, (add_args, run) in SUBCOMMANDS.items():
+        p = sub.add_parser(name)
+        add_args(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def _load_plugins() -> None:
+    """Import modules that register more subcommands, if they are installed."""
+    for module in ("relay.tokens_cli", "loadtest.cli"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

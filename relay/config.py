@@ -1,0 +1,167 @@
+"""Relay configuration: one frozen dataclass, units in the names, defaults that work.
+
+Values come from, in order of precedence: command-line flags, ``HAVEN_*`` environment
+variables, a TOML file (``--config``; keys under ``[relay]``), then the defaults below.
+Every field that bounds a resource a client can make the relay hold is listed in
+``docs/operations.md`` with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SECONDS = 1.0
+MINUTES = 60 * SECONDS
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything the relay needs to run. Immutable once the relay starts."""
+
+    # Listeners.
+    host: str = "127.0.0.1"
+    port: int = 8765  #: 0 picks a free port (the real one is printed)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = 9464  #: None disables the metrics listener
+    key_file: Path | None = None  #: static private key; None generates one in memory
+
+    # Connections.
+    max_connections: int = 10_000
+    handshake_timeout: float = 10 * SECONDS  #: WebSocket upgrade plus Noise handshake
+    idle_timeout: float = 120 * SECONDS  #: close after this long with no inbound frame
+    ping_interval: float = 30 * SECONDS  #: WebSocket ping when the peer is quiet
+    max_message_bytes: int = 65535  #: largest WebSocket message (one Noise message)
+    outbound_backlog_bytes: int = 1 * MIB  #: queued bytes before a slow consumer is dropped
+    rate_per_s: float = 50.0  #: sustained requests per second per connection
+    rate_burst: int = 100  #: token bucket size per connection
+    close_timeout: float = 2 * SECONDS  #: time allowed to flush a closing frame
+
+    # Rooms.
+    max_rooms: int = 10_000  #: rooms open on the relay at once
+    max_rooms_per_connection: int = 16  #: seats one connection may hold
+    max_members: int = 50  #: default member cap of a group room
+    max_members_limit: int = 1000  #: largest cap a creator may ask for
+    max_body_bytes: int = 16 * KIB
+    room_idle_ttl: float = 60 * MINUTES  #: a room with no traffic for this long ends
+    room_hard_ttl: float = 24 * 60 * MINUTES  #: no room lives longer than this
+    typing_interval: float = 2 * SECONDS  #: at most one typing event per seat per interval
+
+    # Resume.
+    resume_grace: float = 60 * SECONDS  #: a dropped seat is held this long
+    resume_buffer: int = 256  #: room events kept per room for resume
+    resume_private_buffer: int = 64  #: private events kept per held seat
+
+    # Shutdown.
+    drain_grace: float = 10 * SECONDS  #: time clients get to leave after ``draining``
+    drain_retry_after: int = 5  #: seconds clients are told to wait before reconnecting
+
+    # Logging.
+    log_level: str = "INFO"
+    log_format: str = "plain"  #: "plain" or "json"
+
+    # Extra sections of the TOML file (queues, schedules, issuers) kept for the flows.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+#: Fields that are not plain scalar settings (not settable by flag or env).
+_NOT_SCALAR = {"extra"}
+
+
+def scalar_fields() -> list[dataclasses.Field[Any]]:
+    """The settings that may come from flags, environment variables or TOML."""
+    return [f for f in dataclasses.fields(Config) if f.name not in _NOT_SCALAR]
+
+
+def _convert(f: dataclasses.Field[Any], value: Any) -> Any:
+    """Convert a text or TOML value to the field's type, with a clear error."""
+    tp = str(f.type)
+    try:
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
+            if "None" in tp:
+                return None
+            raise ValueError("a value is required")
+        if tp.startswith("int"):
+            return int(value)
+        if tp.startswith("float"):
+            return float(value)
+        if tp.startswith("Path"):
+            return Path(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {f.name!r}: {exc}") from None
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the setting."""
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Config:
+    """Build a ``Config`` from flags > ``HAVEN_*`` env > TOML ``[relay]`` > defaults."""
+    flags = flags or {}
+    env = os.environ if env is None else env
+    toml: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            toml = tomllib.loads(config_file.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file: {exc}") from None
+    relay_section = toml.get("relay", {})
+    if not isinstance(relay_section, dict):
+        raise ConfigError("[relay] must be a table")
+    known = {f.name for f in scalar_fields()}
+    unknown = set(relay_section) - known
+    if unknown:
+        raise ConfigError(f"unknown settings in [relay]: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for f in scalar_fields():
+        env_name = "HAVEN_" + f.name.upper()
+        if flags.get(f.name) is not None:
+            values[f.name] = _convert(f, flags[f.name])
+        elif env_name in env:
+            values[f.name] = _convert(f, env[env_name])
+        elif f.name in relay_section:
+            values[f.name] = _convert(f, relay_section[f.name])
+    extra = {k: v for k, v in toml.items() if k != "relay"}
+    config = Config(**values, extra=extra)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Refuse settings that cannot work, naming the setting."""
+    positive = [
+        "max_connections", "handshake_timeout", "idle_timeout", "ping_interval",
+        "max_message_bytes", "outbound_backlog_bytes", "rate_per_s", "rate_burst",
+        "max_rooms", "max_rooms_per_connection", "max_members", "max_members_limit",
+        "max_body_bytes", "room_idle_ttl", "room_hard_ttl", "resume_buffer",
+        "resume_private_buffer", "close_timeout",
+    ]  # fmt: skip
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be positive")
+    if not 0 <= config.port <= 65535:
+        raise ConfigError("setting 'port' must be 0..65535")
+    if config.max_message_bytes > 65535:
+        raise ConfigError("setting 'max_message_bytes' cannot exceed 65535 (Noise limit)")
+    if config.max_body_bytes > 60 * KIB:
+        raise ConfigError("setting 'max_body_bytes' cannot exceed 61440")
+    if config.log_format not in ("plain", "json"):
+        raise ConfigError("setting 'log_format' must be 'plain' or 'json'")
+    if config.max_members > config.max_members_limit:
+        raise ConfigError("setting 'max_members' exceeds 'max_members_limit'")

@@ -1,0 +1,356 @@
+"""One client connection: WebSocket (wsproto on a Trio stream), Noise, and two tasks.
+
+Why wsproto directly rather than trio-websocket on the relay side: trio-websocket
+routes every received message through a memory channel and takes a lock plus a
+``send_all`` for every sent frame. Fanning a room message out to nine peers that way
+costs nine awaits. Here a room message becomes nine frames appended synchronously to
+nine outbound buffers, and each connection's single writer task flushes whatever has
+accumulated with one ``send_all`` (see docs/benchmarks.md for the measured effect).
+
+Shape per connection:
+
+* the connection task reads, handles every frame one ``receive_some`` returned, then
+  lets the relay flush the resulting deliveries once (batching);
+* a writer task sleeps on a parking lot until bytes are queued, then writes them all;
+* the outbound buffer is bounded in bytes: a peer that would exceed it is a slow
+  consumer and is dropped with close code 4406, never slowing its rooms.
+
+Client addresses are never read: the stream's socket is not asked for its peer name,
+and no request header is looked at beyond what the WebSocket upgrade needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from protocol import PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
+from protocol import messages as m
+from protocol.errors import DecodeError, ErrorCode, HavenError, ProtocolError
+
+if TYPE_CHECKING:
+    from .hub import Peer
+    from .server import Relay
+
+log = logging.getLogger("haven.connection")
+
+RECEIVE_SIZE = 65536
+
+# WebSocket close codes (RFC 6455 and Haven's 4000 + ErrorCode range).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_TOO_BIG = 1009
+
+
+def close_code(code: ErrorCode) -> int:
+    """The WebSocket close code for a typed error: 4000 + its ErrorCode."""
+    return 4000 + int(code)
+
+
+class HandshakeFailed(Exception):
+    """Internal: the upgrade or Noise handshake failed for a reason in ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Connection:
+    """The Trio side of one client: reader loop, writer task, bounded outbound buffer."""
+
+    def __init__(self, relay: Relay, stream: trio.abc.Stream) -> None:
+        self.relay = relay
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.transport: frames.Transport | None = None
+        self.peer: Peer | None = None
+        self.buf: list[bytes] = []
+        self.backlog = 0
+        self.closing = False
+        self.writer_done = False
+        self.last_rx = trio.current_time()
+        self.last_ping = self.last_rx
+        self._lot = trio.lowlevel.ParkingLot()
+        self._scope: trio.CancelScope | None = None
+        self._partial: list[bytes] = []
+        self._partial_len = 0
+
+    # --------------------------------------------------------------------- run
+
+    async def run(self) -> None:
+        """Serve the connection until it closes; never raises for client misbehaviour."""
+        relay = self.relay
+        try:
+            try:
+                with trio.fail_after(relay.config.handshake_timeout):
+                    await self._handshake()
+            except trio.TooSlowError:
+                relay.metrics.handshake_failed("timeout")
+                return
+            except HandshakeFailed as exc:
+                relay.metrics.handshake_failed(exc.reason)
+                return
+            relay.metrics.handshake_ok()
+            self.peer = relay.hub.connect(trio.current_time(), sink=self)
+            relay.flush()
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._writer)
+                await self._reader()
+                self.close(None, "")  # let the writer flush what is queued, then stop
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away; nothing to report
+        finally:
+            self.closing = True
+            if self.peer is not None:
+                relay.hub.disconnect(self.peer, trio.current_time())
+                relay.flush()
+            relay.connection_closed(self)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    # --------------------------------------------------------------- handshake
+
+    async def _receive_events(self) -> None:
+        data = await self.stream.receive_some(RECEIVE_SIZE)
+        if not data:
+            raise HandshakeFailed("eof")
+        try:
+            self.ws.receive_data(data)
+        except RemoteProtocolError:
+            raise HandshakeFailed("websocket") from None
+
+    async def _handshake(self) -> None:
+        """WebSocket upgrade, then the two Noise NK messages; raises HandshakeFailed."""
+        relay = self.relay
+        accepted = False
+        while not accepted:
+            await self._receive_events()
+            for event in self.ws.events():
+                if isinstance(event, Request):
+                    await self._accept(event)
+                    accepted = True
+                    break
+                raise HandshakeFailed("websocket")
+        if relay.draining:
+            await self._refuse(CLOSE_GOING_AWAY, "relay draining")
+            raise HandshakeFailed("draining")
+        if relay.at_capacity():
+            await self._refuse(close_code(ErrorCode.SERVER_FULL), "relay full, retry later")
+            raise HandshakeFailed("capacity")
+        msg1 = await self._first_binary_message()
+        hs = noise.nk_responder(relay.static_key, relay.prologue)
+        try:
+            hello = codec.decode_handshake(frames.unpad(hs.read_message(msg1)))
+        except HavenError:
+            await self._refuse(close_code(ErrorCode.HANDSHAKE_FAILED), "handshake failed")
+            raise HandshakeFailed("noise") from None
+        if not isinstance(hello, m.Hello) or PROTOCOL_VERSION not in hello.versions:
+            refusal = m.Error(
+                id=0,
+                code=int(ErrorCode.UNSUPPORTED_VERSION),
+                message=f"this relay speaks protocol version {PROTOCOL_VERSION}; upgrade",
+            )
+            await self.stream.send_all(
+                self.ws.send(BytesMessage(data=hs.write_message(frames.pad(codec.encode(refusal)))))
+            )
+            await self._refuse(close_code(ErrorCode.UNSUPPORTED_VERSION), "upgrade the client")
+            raise HandshakeFailed("version")
+        welcome = relay.welcome()
+        msg2 = hs.write_message(frames.pad(codec.encode(welcome)))
+        send, recv = hs.split()
+        self.transport = frames.Transport(send, recv)
+        await self.stream.send_all(self.ws.send(BytesMessage(data=msg2)))
+        self.last_rx = trio.current_time()
+
+    async def _accept(self, request: Request) -> None:
+        # Only the subprotocol list is read from the upgrade request: never addresses
+        # or forwarding headers.
+        if SUBPROTOCOL not in request.subprotocols:
+            await self.stream.send_all(self.ws.send(AcceptConnection()))
+            await self._refuse(
+                close_code(ErrorCode.UNSUPPORTED_VERSION),
+                f"this relay speaks {SUBPROTOCOL}; upgrade the client",
+            )
+            raise HandshakeFailed("version")
+        await self.stream.send_all(self.ws.send(AcceptConnection(subprotocol=SUBPROTOCOL)))
+
+    async def _first_binary_message(self) -> bytes:
+        while True:
+            for event in self.ws.events():
+                if isinstance(event, BytesMessage):
+                    message = self._assemble(event)
+                    if message is not None:
+                        return message
+                    if self._partial_len > self.relay.config.max_message_bytes:
+                        await self._refuse(CLOSE_TOO_BIG, "message too big")
+                        raise HandshakeFailed("websocket")
+                elif isinstance(event, Ping):
+                    await self.stream.send_all(self.ws.send(event.response()))
+                else:
+                    code = CLOSE_UNSUPPORTED_DATA if isinstance(event, TextMessage) else CLOSE_NORMAL
+                    await self._refuse(code, "binary messages only")
+                    raise HandshakeFailed("websocket")
+            await self._receive_events()
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        """Send a close frame during the handshake (best effort) and give up."""
+        if self.ws.state is ConnectionState.OPEN:
+            with trio.move_on_after(self.relay.config.close_timeout):
+                await self.stream.send_all(self.ws.send(CloseConnection(code=code, reason=reason)))
+
+    def _assemble(self, event: BytesMessage) -> bytes | None:
+        """Join message fragments; ``None`` until the message is complete."""
+        if event.message_finished and not self._partial:
+            return bytes(event.data)
+        self._partial.append(bytes(event.data))
+        self._partial_len += len(event.data)
+        if not event.message_finished or self._partial_len > self.relay.config.max_message_bytes:
+            return None
+        data = b"".join(self._partial)
+        self._partial.clear()
+        self._partial_len = 0
+        return data
+
+    # ------------------------------------------------------------------ reader
+
+    async def _reader(self) -> None:
+        relay = self.relay
+        stream = self.stream
+        ws = self.ws
+        max_bytes = relay.config.max_message_bytes
+        while not self.closing:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                return
+            self.last_rx = trio.current_time()
+            try:
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, BytesMessage):
+                        message = self._assemble(event)
+                        if message is not None:
+                            self._on_frame(message)
+                        elif self._partial_len > max_bytes:
+                            self.close(CLOSE_TOO_BIG, "message too big")
+                    elif isinstance(event, Ping):
+                        self._push_bytes(ws.send(event.response()))
+                    elif isinstance(event, CloseConnection):
+                        if ws.state is ConnectionState.REMOTE_CLOSING:
+                            self._push_bytes(ws.send(event.response()))
+                        self.close(None, "")
+                    elif isinstance(event, TextMessage):
+                        self.close(CLOSE_UNSUPPORTED_DATA, "binary messages only")
+                    if self.closing:
+                        break
+            except RemoteProtocolError:
+                self.close(None, "")  # broken WebSocket framing: just hang up
+            relay.flush()
+
+    def _on_frame(self, message: bytes) -> None:
+        """Decrypt, decode and dispatch one client frame (synchronously)."""
+        assert self.transport is not None and self.peer is not None
+        relay = self.relay
+        try:
+            envelope = self.transport.open(message)
+        except ProtocolError as exc:
+            # A frame that fails authentication ends this connection and nothing else.
+            relay.metrics.frame_rejected()
+            self.close(close_code(exc.code), "frame rejected")
+            return
+        now = trio.current_time()
+        try:
+            request = codec.decode_request(envelope)
+        except DecodeError as exc:
+            relay.hub.error(self.peer, exc.request_id, exc)
+            return
+        relay.hub.handle(self.peer, request, now)
+
+    # ------------------------------------------------------------------ writer
+
+    def push_padded(self, padded: bytes) -> None:
+        """Encrypt one padded envelope for this peer and queue it (no await)."""
+        if self.closing or self.transport is None:
+            return
+        try:
+            sealed = self.transport.seal_padded(padded)
+        except ProtocolError:
+            self.close(close_code(ErrorCode.NONCE_EXHAUSTED), "session exhausted")
+            return
+        self._push_bytes(self.ws.send(BytesMessage(data=sealed)))
+
+    def _push_bytes(self, data: bytes) -> None:
+        self.buf.append(data)
+        self.backlog += len(data)
+        if self.backlog > self.relay.config.outbound_backlog_bytes and not self.closing:
+            self.relay.slow_consumer(self)
+            return
+        self._lot.unpark()
+
+    def send_ping(self, now: float) -> None:
+        """Queue a WebSocket ping (keepalive for quiet peers)."""
+        if not self.closing and self.ws.state is ConnectionState.OPEN:
+            self.last_ping = now
+            self._push_bytes(self.ws.send(Ping()))
+
+    async def _writer(self) -> None:
+        stream = self.stream
+        buf = self.buf
+        lot = self._lot
+        try:
+            while True:
+                if not buf:
+                    if self.closing:
+                        break
+                    await lot.park()
+                    continue
+                data = buf[0] if len(buf) == 1 else b"".join(buf)
+                buf.clear()
+                self.backlog = 0
+                await stream.send_all(data)
+        finally:
+            self.writer_done = True
+            if self._scope is not None:
+                self._scope.cancel()
+
+    def close(self, code: int | None, reason: str) -> None:
+        """Begin closing: queue a close frame, stop reading, flush within a deadline."""
+        if self.closing:
+            return
+        if code is not None and self.ws.state is ConnectionState.OPEN:
+            try:
+                data = self.ws.send(CloseConnection(code=code, reason=reason))
+            except LocalProtocolError:
+                data = b""
+            self.buf.append(data)
+        self.closing = True
+        self._lot.unpark()
+        if self._scope is not None:
+            self._scope.deadline = min(
+                self._scope.deadline, trio.current_time() + self.relay.config.close_timeout
+            )
+        if self.peer is not None:
+            # Stop routing to this peer at once; its seats are held for resume.
+            self.relay.hub.disconnect(self.peer, trio.current_time())
+
+    def drop_backlog(self) -> None:
+        """Forget queued bytes (a slow consumer's backlog is not worth flushing)."""
+        self.buf.clear()
+        self.backlog = 0
+
+
+__all__ = ["Connection", "HandshakeFailed", "close_code"]

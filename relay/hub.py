@@ -1,0 +1,498 @@
+"""The relay's state and logic as one synchronous object: no I/O, time passed in.
+
+The Trio shell feeds the hub decoded requests (``handle``), connection losses
+(``disconnect``) and the passing of time (``tick``); the hub answers by appending
+``(peer, message)`` pairs to ``out``, which the shell encodes, encrypts and queues.
+Nothing here awaits, so one request is handled atomically and the whole room logic
+can be tested without a network.
+
+Flows beyond plain rooms (intake queues, handoff, moderation, schedules, crisis) live
+in their own modules and register handlers through ``Hub.handlers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from protocol import codes
+from protocol import messages as m
+from protocol.errors import CodeFormatError, ErrorCode, HavenError, RequestError
+
+from .aliases import new_alias
+from .config import Config
+from .limits import TokenBucket
+from .rooms import Room, Seat
+
+Handler = Callable[["Peer", Any, float], None]
+
+#: Coarse member-count buckets shown in the directory, so exact counts do not leak.
+MEMBER_BUCKETS = (0, 1, 5, 10, 25, 50, 100)
+
+
+def bucket_members(n: int) -> int:
+    """Round ``n`` down to the nearest directory bucket."""
+    out = 0
+    for b in MEMBER_BUCKETS:
+        if n >= b:
+            out = b
+    return out
+
+
+class Peer:
+    """One connection as the core sees it: its seats, auth claims and rate limit.
+
+    ``sink`` is the shell's handle for delivering to this peer; the core never uses it.
+    """
+
+    __slots__ = ("bucket", "claims", "closed", "last_id", "seats", "sink", "tickets")
+
+    def __init__(self, config: Config, now: float, sink: Any = None) -> None:
+        self.seats: dict[str, Seat] = {}  #: room code -> seat
+        self.tickets: dict[str, Any] = {}  #: queue name -> place in line (flows)
+        self.claims: Any = None  #: verified token claims (flows)
+        self.last_id = 0
+        self.bucket = TokenBucket(config.rate_per_s, config.rate_burst, now)
+        self.sink = sink
+        self.closed = False
+
+
+def fail(code: ErrorCode, message: str | None = None, retry_after: float | None = None) -> None:
+    """Raise the typed error a request handler refuses with."""
+    raise RequestError(message, code=code, retry_after=retry_after)
+
+
+class Hub:
+    """All rooms, seats and resume tokens of one relay process."""
+
+    def __init__(self, config: Config, now: float) -> None:
+        self.config = config
+        self.started = now
+        self.rooms: dict[str, Room] = {}
+        self.tokens: dict[bytes, Any] = {}  #: resume token -> Seat (or a queue ticket)
+        self.held: set[Seat] = set()  #: seats whose connection dropped
+        self.out: list[tuple[Peer, m.Message]] = []
+        self.peers = 0
+        self.stats: dict[str, int] = {
+            "messages": 0,
+            "deliveries": 0,
+            "resumes": 0,
+            "resume_failed": 0,
+            "rooms_created": 0,
+        }
+        #: Observers called with each room as it ends (metrics, flows).
+        self.on_room_end: list[Callable[[Room], None]] = []
+        self.handlers: dict[type[Any], Handler] = {
+            m.Ping: self._ping,
+            m.CreateRoom: self._create_room,
+            m.Join: self._join,
+            m.Leave: self._leave,
+            m.Send: self._send,
+            m.Typing: self._typing,
+            m.Resume: self._resume,
+            m.Directory: self._directory,
+        }
+        #: Resume handlers for other kinds of token (queue tickets), by object type.
+        self.resumers: dict[type[Any], Callable[[Peer, m.Resume, Any, float], None]] = {}
+        #: Extra directory entries (scheduled rooms not open yet), provided by flows.
+        self.directory_sources: list[Callable[[float], list[m.RoomInfo]]] = []
+        #: Callbacks run on every tick (queues, moderation expiry, schedules).
+        self.tickers: list[Callable[[float], None]] = []
+        #: Callbacks run when a peer disconnects (queues hold places in line).
+        self.on_disconnect: list[Callable[[Peer, float], None]] = []
+
+    # ------------------------------------------------------------ connection life
+
+    def connect(self, now: float, sink: Any = None) -> Peer:
+        """Register a new connection after its handshake."""
+        self.peers += 1
+        return Peer(self.config, now, sink)
+
+    def handle(self, peer: Peer, req: m.Request, now: float) -> None:
+        """Handle one request; its reply (or typed error) and events land in ``out``."""
+        try:
+            if req.id <= peer.last_id:
+                fail(ErrorCode.BAD_REQUEST_ID)
+            peer.last_id = req.id
+            wait = peer.bucket.take(now)
+            if wait is not None:
+                fail(ErrorCode.RATE_LIMITED, retry_after=wait)
+            handler = self.handlers.get(type(req))
+            if handler is None:
+                fail(ErrorCode.UNEXPECTED_MESSAGE, "this relay does not offer that request")
+            else:
+                handler(peer, req, now)
+        except HavenError as exc:
+            self.error(peer, req.id, exc)
+
+    def error(self, peer: Peer, request_id: int, exc: HavenError) -> None:
+        """Queue a typed error reply for ``peer``."""
+        retry = None if exc.retry_after is None else max(1, round(exc.retry_after + 0.4999))
+        self.out.append(
+            (peer, m.Error(id=request_id, code=int(exc.code), message=exc.message, retry_after=retry))
+        )
+
+    def disconnect(self, peer: Peer, now: float) -> None:
+        """The connection is gone: hold its seats for the resume grace window."""
+        if peer.closed:
+            return
+        peer.closed = True
+        self.peers -= 1
+        for seat in list(peer.seats.values()):
+            seat.peer = None
+            seat.away_since = now
+            self.held.add(seat)
+            self._presence(seat, "away")
+        peer.seats.clear()
+        for callback in self.on_disconnect:
+            callback(peer, now)
+
+    def tick(self, now: float) -> None:
+        """Expire held seats and rooms past their TTLs; run the flows' timers."""
+        grace = self.config.resume_grace
+        for seat in [s for s in self.held if s.away_since is not None and now - s.away_since >= grace]:
+            self.release(seat, "left")
+        for room in list(self.rooms.values()):
+            if now - room.created >= room.hard_ttl or now - room.last_activity >= room.idle_ttl:
+                self.close_room(room, "expired")
+        for ticker in self.tickers:
+            ticker(now)
+
+    # ------------------------------------------------------------------- helpers
+
+    def reply(self, peer: Peer, msg: m.Message) -> None:
+        """Queue a reply or private event for a connected peer."""
+        self.out.append((peer, msg))
+
+    def private(self, seat: Seat, msg: m.Message) -> None:
+        """Deliver a private (unsequenced) event to one seat, holding it if away."""
+        if seat.peer is not None:
+            self.out.append((seat.peer, msg))
+        elif len(seat.missed) < self.config.resume_private_buffer:
+            seat.missed.append(msg)
+        else:
+            seat.missed_overflow = True
+
+    def broadcast(self, room: Room, event: m.Message, seq: int, exclude: Seat | None) -> None:
+        """Deliver a sequenced room event to every present seat but ``exclude``."""
+        room.record(seq, event, exclude)
+        out = self.out
+        n = 0
+        for seat in room.seats.values():
+            peer = seat.peer
+            if peer is not None and seat is not exclude:
+                out.append((peer, event))
+                n += 1
+        self.stats["deliveries"] += n
+
+    def ephemeral(self, room: Room, event: m.Message, exclude: Seat | None) -> None:
+        """Deliver an unsequenced, never-replayed event (typing) to present seats."""
+        for seat in room.seats.values():
+            if seat.peer is not None and seat is not exclude:
+                self.out.append((seat.peer, event))
+
+    def seat_of(self, peer: Peer, room_code: str) -> Seat:
+        """The peer's seat in ``room_code`` or ``NOT_A_MEMBER``."""
+        seat = peer.seats.get(room_code)
+        if seat is None:
+            fail(ErrorCode.NOT_A_MEMBER)
+        assert seat is not None
+        return seat
+
+    def find_room(self, code: str) -> Room:
+        """Look a room up by any spelling of its code (checksum checked first)."""
+        try:
+            canonical = codes.parse_room_code(code)
+        except CodeFormatError as exc:
+            raise RequestError(exc.message, code=ErrorCode.BAD_CODE) from None
+        room = self.rooms.get(canonical)
+        if room is None:
+            fail(ErrorCode.ROOM_NOT_FOUND)
+        assert room is not None
+        return room
+
+    def _presence(self, seat: Seat, what: str) -> None:
+        room = seat.room
+        seq = room.next_seq()
+        event = m.Presence(room=room.code, seq=seq, alias=seat.alias, event=what, members=room.members)
+        self.broadcast(room, event, seq, exclude=seat)
+
+    def seat_view(self, seat: Seat, after: int, resumed: bool = False) -> m.Seat:
+        """The ``Seat`` a client is given for ``seat``."""
+        room = seat.room
+        return m.Seat(
+            room=room.code,
+            alias=seat.alias,
+            token=seat.token,
+            seq=after,
+            members=room.members,
+            kind=room.kind,
+            topic=room.topic,
+            premoderated=room.premoderated,
+            moderator=seat.moderator,
+            rules=room.rules,
+            resumed=resumed,
+        )
+
+    # ------------------------------------------------------------- room life
+
+    def new_room(
+        self,
+        now: float,
+        *,
+        kind: str,
+        topic: str | None = None,
+        listed: bool = False,
+        premoderated: bool = False,
+        max_members: int | None = None,
+        idle_ttl: float | None = None,
+        hard_ttl: float | None = None,
+        rules: str | None = None,
+        code: str | None = None,
+    ) -> Room:
+        """Create an empty room (``TOO_MANY_ROOMS`` at the global cap)."""
+        cfg = self.config
+        if len(self.rooms) >= cfg.max_rooms:
+            fail(ErrorCode.TOO_MANY_ROOMS, "the relay holds as many rooms as it may")
+        if kind == "direct":
+            cap = 2
+        else:
+            cap = min(max_members or cfg.max_members, cfg.max_members_limit)
+        if code is None:
+            code = codes.new_room_code()
+        room = Room(
+            code=code,
+            kind=kind,
+            created=now,
+            max_members=cap,
+            idle_ttl=min(idle_ttl or cfg.room_idle_ttl, cfg.room_idle_ttl),
+            hard_ttl=min(hard_ttl or cfg.room_hard_ttl, cfg.room_hard_ttl),
+            ring_size=cfg.resume_buffer,
+            topic=topic,
+            listed=listed,
+            premoderated=premoderated,
+            rules=rules,
+            last_activity=now,
+        )
+        self.rooms[code] = room
+        self.stats["rooms_created"] += 1
+        return room
+
+    def add_seat(
+        self,
+        peer: Peer,
+        room: Room,
+        now: float,
+        *,
+        moderator: bool = False,
+        role: str | None = None,
+        over_cap: bool = False,
+    ) -> Seat:
+        """Give ``peer`` a new seat in ``room`` and tell the others."""
+        if room.code in peer.seats:
+            fail(ErrorCode.ALREADY_MEMBER)
+        if len(peer.seats) >= self.config.max_rooms_per_connection:
+            fail(ErrorCode.TOO_MANY_ROOMS, "this connection holds as many rooms as it may")
+        if room.locked and not moderator:
+            fail(ErrorCode.ROOM_LOCKED)
+        if room.members >= room.max_members + (1 if over_cap else 0):
+            fail(ErrorCode.ROOM_FULL)
+        seat = Seat(
+            room=room,
+            alias=new_alias(room.seats),
+            token=codes.new_token(),
+            peer=peer,
+            join_seq=room.seq,
+            moderator=moderator,
+            role=role,
+        )
+        room.seats[seat.alias] = seat
+        peer.seats[room.code] = seat
+        self.tokens[seat.token] = seat
+        room.last_activity = now
+        self._presence(seat, "joined")
+        seat.join_seq = room.seq
+        return seat
+
+    def release(self, seat: Seat, what: str) -> None:
+        """Take a seat away for good (left, grace expired, removed)."""
+        room = seat.room
+        if room.seats.get(seat.alias) is not seat:
+            return
+        del room.seats[seat.alias]
+        self.tokens.pop(seat.token, None)
+        self.held.discard(seat)
+        if seat.peer is not None:
+            seat.peer.seats.pop(room.code, None)
+            seat.peer = None
+        for entry in [e for e in room.pending.values() if e.author is seat]:
+            del room.pending[entry.item]
+        if not room.seats:
+            self.drop_room(room)
+        else:
+            self._presence(seat, what)
+
+    def close_room(self, room: Room, reason: str) -> None:
+        """End a room for everyone present and forget everything about it."""
+        event = m.RoomClosed(room=room.code, reason=reason)
+        for seat in room.seats.values():
+            if seat.peer is not None:
+                self.out.append((seat.peer, event))
+        self.drop_room(room)
+
+    def drop_room(self, room: Room) -> None:
+        """Forget a room and every seat, token and pending item in it."""
+        for seat in room.seats.values():
+            self.tokens.pop(seat.token, None)
+            self.held.discard(seat)
+            if seat.peer is not None:
+                seat.peer.seats.pop(room.code, None)
+                seat.peer = None
+            seat.missed.clear()
+        room.seats.clear()
+        room.ring.clear()
+        room.pending.clear()
+        room.removed_tokens.clear()
+        self.rooms.pop(room.code, None)
+        for observer in self.on_room_end:
+            observer(room)
+
+    # ------------------------------------------------------------------ handlers
+
+    def _ping(self, peer: Peer, req: m.Ping, now: float) -> None:
+        self.reply(peer, m.Pong(id=req.id))
+
+    def check_pow(self, peer: Peer, req: Any, now: float) -> None:
+        """Proof-of-work gate for expensive requests (replaced by admission control)."""
+
+    def is_moderator_for(self, peer: Peer, room_code: str | None) -> bool:
+        """Whether the peer's token lets it moderate ``room_code`` (flows override)."""
+        return False
+
+    def _create_room(self, peer: Peer, req: m.CreateRoom, now: float) -> None:
+        self.check_pow(peer, req, now)
+        moderator = self.is_moderator_for(peer, None)
+        if (req.listed or req.premoderated) and not moderator:
+            fail(ErrorCode.UNAUTHORIZED, "only a moderator may create listed or pre-moderated rooms")
+        if req.kind == "direct" and (req.listed or req.premoderated):
+            fail(ErrorCode.BAD_FIELD, "direct rooms cannot be listed or pre-moderated")
+        if req.max_members is not None and req.max_members > self.config.max_members_limit:
+            fail(ErrorCode.BAD_FIELD, "max_members is above this relay's limit")
+        if len(peer.seats) >= self.config.max_rooms_per_connection:
+            fail(ErrorCode.TOO_MANY_ROOMS, "this connection holds as many rooms as it may")
+        room = self.new_room(
+            now,
+            kind=req.kind,
+            topic=req.topic,
+            listed=req.listed,
+            premoderated=req.premoderated,
+            max_members=req.max_members,
+            idle_ttl=req.idle_ttl,
+            hard_ttl=req.hard_ttl,
+            rules=req.rules,
+        )
+        seat = self.add_seat(peer, room, now, moderator=moderator)
+        self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, seat.join_seq)))
+
+    def _join(self, peer: Peer, req: m.Join, now: float) -> None:
+        room = self.find_room(req.room)
+        self.check_join(peer, room, now)
+        seat = self.add_seat(peer, room, now, moderator=self.is_moderator_for(peer, room.code))
+        self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, seat.join_seq)))
+
+    def check_join(self, peer: Peer, room: Room, now: float) -> None:
+        """Extra join rules (scheduled rooms); the base relay has none."""
+
+    def _leave(self, peer: Peer, req: m.Leave, now: float) -> None:
+        seat = self.seat_of(peer, req.room)
+        self.release(seat, "left")
+        self.reply(peer, m.Left(id=req.id, room=req.room))
+
+    def _send(self, peer: Peer, req: m.Send, now: float) -> None:
+        seat = self.seat_of(peer, req.room)
+        if len(req.body) > self.config.max_body_bytes:
+            fail(ErrorCode.TOO_LARGE, f"bodies may be at most {self.config.max_body_bytes} bytes")
+        if seat.muted:
+            fail(ErrorCode.MUTED)
+        room = seat.room
+        room.last_activity = now
+        self.stats["messages"] += 1
+        if room.premoderated and not seat.moderator:
+            item = self.hold_for_moderation(seat, req.body, now)
+            self.reply(peer, m.Sent(id=req.id, room=room.code, item=item))
+            return
+        seq = room.next_seq()
+        self.broadcast(room, m.Deliver(room=room.code, seq=seq, sender=seat.alias, body=req.body), seq, seat)
+        self.reply(peer, m.Sent(id=req.id, room=room.code, seq=seq))
+
+    def hold_for_moderation(self, seat: Seat, body: bytes, now: float) -> int:
+        """Pre-moderation (provided by the moderation flow)."""
+        fail(ErrorCode.UNEXPECTED_MESSAGE, "pre-moderation is not available")
+        return 0  # pragma: no cover
+
+    def _typing(self, peer: Peer, req: m.Typing, now: float) -> None:
+        seat = self.seat_of(peer, req.room)
+        wait = seat.last_typing + self.config.typing_interval - now
+        if wait > 0:
+            fail(ErrorCode.RATE_LIMITED, "typing events are rate-limited", retry_after=wait)
+        if seat.muted:
+            fail(ErrorCode.MUTED)
+        seat.last_typing = now
+        self.ephemeral(seat.room, m.TypingEvent(room=seat.room.code, alias=seat.alias), seat)
+        self.reply(peer, m.Ok(id=req.id))
+
+    def _resume(self, peer: Peer, req: m.Resume, now: float) -> None:
+        target = self.tokens.get(req.token)
+        if target is None:
+            self.stats["resume_failed"] += 1
+            fail(ErrorCode.RESUME_FAILED)
+        if not isinstance(target, Seat):
+            self.resumers[type(target)](peer, req, target, now)
+            return
+        seat = target
+        room = seat.room
+        after = max(req.after, seat.join_seq)
+        if after > room.seq:
+            fail(ErrorCode.BAD_FIELD, "'after' is beyond the room's last event")
+        if seat.peer is not peer and room.code in peer.seats:
+            fail(ErrorCode.ALREADY_MEMBER)
+        if room.oldest_replayable() > after + 1 or seat.missed_overflow:
+            # The seat missed more than the relay keeps: say so, never leave a gap.
+            self.stats["resume_failed"] += 1
+            self.release(seat, "left")
+            fail(ErrorCode.RESUME_FAILED, "too many events were missed; join again")
+        if seat.peer is not None and seat.peer is not peer:
+            # The old connection has not noticed it is gone; the token holder wins.
+            seat.peer.seats.pop(room.code, None)
+        was_away = seat.peer is None or seat.peer is not peer
+        del self.tokens[seat.token]
+        seat.token = codes.new_token()
+        self.tokens[seat.token] = seat
+        seat.peer = peer
+        seat.away_since = None
+        self.held.discard(seat)
+        peer.seats[room.code] = seat
+        self.stats["resumes"] += 1
+        self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, after, resumed=True)))
+        for event in room.replay(seat, after):
+            self.out.append((peer, event))
+        while seat.missed:
+            self.out.append((peer, seat.missed.popleft()))
+        if was_away:
+            self._presence(seat, "back")
+
+    def _directory(self, peer: Peer, req: m.Directory, now: float) -> None:
+        entries = [
+            m.RoomInfo(
+                room=room.code,
+                topic=room.topic or "",
+                open=True,
+                members=bucket_members(room.members),
+                premoderated=room.premoderated,
+            )
+            for room in self.rooms.values()
+            if room.listed and room.schedule is None
+        ]
+        for source in self.directory_sources:
+            entries.extend(source(now))
+        self.reply(peer, m.Rooms(id=req.id, rooms=tuple(entries[: m.MAX_LIST_LEN])))

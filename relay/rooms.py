@@ -1,0 +1,109 @@
+"""Rooms and seats: plain synchronous objects, no I/O, no clock of their own.
+
+A *seat* is one member's place in one room. It belongs to a *peer* (one connection's
+view in the core) while that connection is up, and is *held* (``peer is None``) for the
+resume grace window after the connection drops. A seat's resume token is the only way
+back to it.
+
+Every ordered room event (message, presence, announcement, moderation) gets the next
+room sequence number and is kept in a bounded ring, so that a seat coming back can be
+given exactly the events it missed: the ring is shared by the whole room (one copy per
+event, not per member), and a seat that fell further behind than the ring reaches can
+no longer be resumed (a typed ``RESUME_FAILED``, never a silent gap).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from protocol import messages as m
+
+if TYPE_CHECKING:
+    from .hub import Peer
+
+
+@dataclass(eq=False, slots=True)
+class Seat:
+    """One member's place in a room."""
+
+    room: Room
+    alias: str
+    token: bytes
+    peer: Peer | None
+    join_seq: int  #: room seq when the seat was granted; it sees events after this
+    role: str | None = None  #: "staff", "responder", "visitor" in direct rooms
+    moderator: bool = False
+    muted: bool = False
+    away_since: float | None = None
+    last_typing: float = float("-inf")
+    #: Private events (not in the room ring) that arrived while the seat was held.
+    missed: deque[m.Message] = field(default_factory=deque)
+    missed_overflow: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class PendingEntry:
+    """A pre-moderated message waiting for a moderator's decision."""
+
+    item: int
+    author: Seat
+    body: bytes
+    expires: float
+
+
+@dataclass(eq=False, slots=True)
+class Room:
+    """A room: its members, its event sequence and the ring of recent events."""
+
+    code: str
+    kind: str  #: "direct" or "group"
+    created: float
+    max_members: int
+    idle_ttl: float
+    hard_ttl: float
+    ring_size: int
+    topic: str | None = None
+    listed: bool = False
+    premoderated: bool = False
+    rules: str | None = None
+    schedule: Any = None  #: the scheduled-room definition this room belongs to, if any
+    last_activity: float = 0.0
+    seq: int = 0
+    locked: bool = False
+    seats: dict[str, Seat] = field(default_factory=dict)  #: alias -> seat
+    #: (seq, event, seat not to deliver to) for the last ``ring_size`` events.
+    ring: deque[tuple[int, m.Message, Seat | None]] = field(default_factory=deque)
+    pending: dict[int, PendingEntry] = field(default_factory=dict)
+    next_item: int = 1
+    removed_tokens: set[bytes] = field(default_factory=set)
+
+    def next_seq(self) -> int:
+        """Allocate the next room sequence number."""
+        self.seq += 1
+        return self.seq
+
+    def record(self, seq: int, event: m.Message, exclude: Seat | None) -> None:
+        """Keep ``event`` in the ring for seats that resume later."""
+        ring = self.ring
+        ring.append((seq, event, exclude))
+        if len(ring) > self.ring_size:
+            ring.popleft()
+
+    def oldest_replayable(self) -> int:
+        """Smallest seq still in the ring (``seq + 1`` when the ring is empty)."""
+        return self.ring[0][0] if self.ring else self.seq + 1
+
+    def replay(self, seat: Seat, after: int) -> list[m.Message]:
+        """Events with seq > ``after`` meant for ``seat``, in order."""
+        return [ev for seq, ev, exclude in self.ring if seq > after and exclude is not seat]
+
+    @property
+    def members(self) -> int:
+        """Seats in the room, present or held."""
+        return len(self.seats)
+
+    def moderators(self) -> list[Seat]:
+        """Seats that may moderate this room."""
+        return [s for s in self.seats.values() if s.moderator]

@@ -1,0 +1,252 @@
+"""The relay process: listeners, the connection set, housekeeping, draining.
+
+``serve(config, task_status=...)`` is the one entry point (the CLI and every test use
+it). It reports a ``RelayInfo`` (URL with the real port, public key) once listening.
+The per-message path is: a connection decodes a request and calls the synchronous hub;
+``Relay.flush`` then encodes and pads each distinct outgoing message once and hands it
+to every recipient connection, which encrypts it under its own session key and appends
+it to its bounded buffer.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from prometheus_client import CollectorRegistry
+
+from protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise
+from protocol import messages as m
+from protocol.errors import ErrorCode
+
+from .config import Config
+from .connection import CLOSE_GOING_AWAY, Connection, close_code
+from .hub import Hub
+from .metrics import Metrics, serve_metrics
+
+log = logging.getLogger("haven.relay")
+
+TICK = 1.0  #: seconds between housekeeping passes
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding (how relay keys are printed and pinned)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayInfo:
+    """What ``serve`` reports once it listens."""
+
+    url: str
+    public_key: bytes
+    metrics_url: str | None
+    relay: Relay
+
+    @property
+    def key_text(self) -> str:
+        return b64url(self.public_key)
+
+    def banner(self) -> str:
+        """The first line the CLI prints: scripts and front ends parse it."""
+        return f"haven relay {self.url} key={self.key_text}"
+
+
+class Relay:
+    """Shared state of one relay process (the hub, connections, metrics)."""
+
+    def __init__(
+        self,
+        config: Config,
+        static_key: X25519PrivateKey,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.static_key = static_key
+        self.public_key = noise.public_bytes(static_key.public_key())
+        self.prologue = PROLOGUE
+        self.hub = Hub(config, trio.current_time())
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.accepting = False
+        self.metrics = Metrics(self, registry)
+        self._drain_done = trio.Event()
+        #: Set (by a signal or a test) to stop accepting and drain.
+        self.drain_requested = trio.Event()
+        self._limits = m.Limits(
+            max_envelope=codec.MAX_ENVELOPE,
+            max_body=config.max_body_bytes,
+            max_rooms=config.max_rooms_per_connection,
+            max_members=config.max_members,
+            rate=math.floor(config.rate_per_s),
+            burst=config.rate_burst,
+            resume_grace=math.ceil(config.resume_grace),
+            resume_buffer=config.resume_buffer,
+            idle_timeout=math.ceil(config.idle_timeout),
+        )
+        hub_error = self.hub.error
+
+        def counted_error(peer: Any, request_id: int, exc: Any) -> None:
+            self.metrics.errors.labels(ErrorCode(exc.code).name).inc()
+            hub_error(peer, request_id, exc)
+
+        self.hub.error = counted_error  # type: ignore[method-assign]
+
+    # ----------------------------------------------------------- called by connections
+
+    def welcome(self) -> m.Welcome:
+        """The handshake's second payload: version, limits, proof-of-work challenge."""
+        return m.Welcome(
+            version=PROTOCOL_VERSION,
+            limits=self._limits,
+            challenge=m.Challenge(seed=b"\0" * 32, difficulty=self.pow_difficulty()),
+        )
+
+    def pow_difficulty(self) -> int:
+        """Current proof-of-work difficulty (admission control raises it under load)."""
+        return 0
+
+    def at_capacity(self) -> bool:
+        return len(self.connections) > self.config.max_connections
+
+    def flush(self) -> None:
+        """Deliver everything the hub queued: encode and pad once, encrypt per peer."""
+        hub = self.hub
+        while hub.out:
+            out = hub.out
+            hub.out = []
+            last: m.Message | None = None
+            padded = b""
+            for peer, msg in out:
+                conn = peer.sink
+                if conn is None or conn.closing:
+                    continue
+                if msg is not last:
+                    padded = frames.pad(codec.encode(msg))
+                    last = msg
+                conn.push_padded(padded)
+
+    def slow_consumer(self, conn: Connection) -> None:
+        """A connection's backlog overflowed: drop it, never slow its rooms."""
+        self.metrics.slow_consumers.inc()
+        conn.drop_backlog()
+        conn.close(close_code(ErrorCode.SLOW_CONSUMER), "slow consumer")
+
+    def connection_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self._drain_done.set()
+
+    # ------------------------------------------------------------------- tasks
+
+    async def handle_stream(self, stream: trio.SocketStream) -> None:
+        """Serve one accepted TCP stream (never asks it for the peer's address)."""
+        conn = Connection(self, stream)
+        self.connections.add(conn)
+        await conn.run()
+
+    async def housekeeping(self) -> None:
+        """Once a second: expire seats and rooms, ping quiet peers, close idle ones."""
+        cfg = self.config
+        expected = trio.current_time() + TICK
+        while True:
+            await trio.sleep_until(expected)
+            now = trio.current_time()
+            self.metrics.loop_lag.set(max(0.0, now - expected))
+            expected = now + TICK
+            self.hub.tick(now)
+            for conn in list(self.connections):
+                if conn.transport is None or conn.closing:
+                    continue
+                quiet = now - conn.last_rx
+                if quiet >= cfg.idle_timeout:
+                    conn.close(close_code(ErrorCode.IDLE_TIMEOUT), "idle timeout")
+                elif quiet >= cfg.ping_interval and now - conn.last_ping >= cfg.ping_interval:
+                    conn.send_ping(now)
+            self.flush()
+
+    async def drain(self) -> None:
+        """Tell every client to go, give them ``drain_grace``, then close with 1001."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("draining: %d connections", len(self.connections))
+        event = m.Draining(retry_after=self.config.drain_retry_after)
+        for conn in self.connections:
+            if conn.peer is not None:
+                self.hub.out.append((conn.peer, event))
+        self.flush()
+        if self.connections:
+            with trio.move_on_after(self.config.drain_grace):
+                await self._drain_done.wait()
+        for conn in list(self.connections):
+            conn.close(CLOSE_GOING_AWAY, "relay shutting down")
+        self.flush()
+        if self.connections:
+            with trio.move_on_after(self.config.close_timeout + 1):
+                await self._drain_done.wait()
+
+
+def load_or_generate_key(config: Config) -> X25519PrivateKey:
+    """The relay's static key: from ``config.key_file``, or a new in-memory one."""
+    if config.key_file is None:
+        return X25519PrivateKey.generate()
+    from .keys import read_private_key
+
+    return read_private_key(config.key_file)
+
+
+async def serve(
+    config: Config,
+    *,
+    static_key: X25519PrivateKey | None = None,
+    registry: CollectorRegistry | None = None,
+    task_status: trio.TaskStatus[RelayInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a relay until cancelled or drained; report ``RelayInfo`` once listening."""
+    key = static_key if static_key is not None else load_or_generate_key(config)
+    relay = Relay(config, key, registry)
+    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    port = listeners[0].socket.getsockname()[1]
+    host = config.host if ":" not in config.host else f"[{config.host}]"
+    metrics_url = None
+    async with trio.open_nursery() as nursery:
+        if config.metrics_port is not None:
+            mlisteners = await trio.open_tcp_listeners(config.metrics_port, host=config.metrics_host)
+            mport = mlisteners[0].socket.getsockname()[1]
+            metrics_url = f"http://{config.metrics_host}:{mport}"
+            await nursery.start(serve_metrics, relay, mlisteners)
+        nursery.start_soon(relay.housekeeping)
+        info = RelayInfo(f"ws://{host}:{port}/", relay.public_key, metrics_url, relay)
+        async with trio.open_nursery() as handlers:
+            accept_scope = trio.CancelScope()
+            relay_accepting = _Accepting(relay, accept_scope)
+            handlers.start_soon(relay_accepting.run, listeners, handlers)
+            relay.accepting = True
+            log.info("listening on %s", info.url)
+            task_status.started(info)
+            await relay.drain_requested.wait()
+            relay.accepting = False
+            accept_scope.cancel()
+            await relay.drain()
+            handlers.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+
+
+class _Accepting:
+    """Accept loop in its own cancel scope, so draining can stop accepting only."""
+
+    def __init__(self, relay: Relay, scope: trio.CancelScope) -> None:
+        self.relay = relay
+        self.scope = scope
+
+    async def run(self, listeners: list[trio.SocketListener], handlers: trio.Nursery) -> None:
+        with self.scope:
+            await trio.serve_listeners(
+                self.relay.handle_stream, listeners, handler_nursery=handlers
+            )

@@ -214,7 +214,6 @@ class CipherState:
         n = self._n
         if n >= MAX_NONCE:
             raise NoiseError(code=ErrorCode.NONCE_EXHAUSTED)
-        self._n = n + 1
         try:
             plaintext = aead.decrypt(_NONCE_PREFIX + n.to_bytes(8, "little"), ciphertext, ad)
         except InvalidTag:

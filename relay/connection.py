@@ -22,6 +22,7 @@ and no request header is looked at beyond what the WebSocket upgrade needs.
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING
 
 import trio
@@ -88,6 +89,7 @@ class Connection:
         self._scope: trio.CancelScope | None = None
         self._partial: list[bytes] = []
         self._partial_len = 0
+        self.pow_seed = secrets.token_bytes(32)
 
     # --------------------------------------------------------------------- run
 
@@ -105,7 +107,7 @@ class Connection:
                 relay.metrics.handshake_failed(exc.reason)
                 return
             relay.metrics.handshake_ok()
-            self.peer = relay.hub.connect(trio.current_time(), sink=self)
+            self.peer = relay.hub.connect(trio.current_time(), sink=self, pow_seed=self.pow_seed)
             relay.flush()
             async with trio.open_nursery() as nursery:
                 self._scope = nursery.cancel_scope
@@ -170,7 +172,7 @@ class Connection:
             )
             await self._refuse(close_code(ErrorCode.UNSUPPORTED_VERSION), "upgrade the client")
             raise HandshakeFailed("version")
-        welcome = relay.welcome()
+        welcome = relay.welcome(self.pow_seed)
         msg2 = hs.write_message(frames.pad(codec.encode(welcome)))
         send, recv = hs.split()
         self.transport = frames.Transport(send, recv)

@@ -12,10 +12,11 @@ in their own modules and register handlers through ``Hub.handlers``.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
-from protocol import codes
+from protocol import codes, pow
 from protocol import messages as m
 from protocol.errors import CodeFormatError, ErrorCode, HavenError, RequestError
 
@@ -45,9 +46,11 @@ class Peer:
     ``sink`` is the shell's handle for delivering to this peer; the core never uses it.
     """
 
-    __slots__ = ("bucket", "claims", "closed", "last_id", "seats", "sink", "tickets")
+    __slots__ = ("bucket", "claims", "closed", "last_id", "pow_seed", "seats", "sink", "tickets")
 
-    def __init__(self, config: Config, now: float, sink: Any = None) -> None:
+    def __init__(
+        self, config: Config, now: float, sink: Any = None, pow_seed: bytes = b""
+    ) -> None:
         self.seats: dict[str, Seat] = {}  #: room code -> seat
         self.tickets: dict[str, Any] = {}  #: queue name -> place in line (flows)
         self.claims: Any = None  #: verified token claims (flows)
@@ -55,6 +58,8 @@ class Peer:
         self.bucket = TokenBucket(config.rate_per_s, config.rate_burst, now)
         self.sink = sink
         self.closed = False
+        #: Random per-connection seed of the proof-of-work challenge (see protocol.pow).
+        self.pow_seed = pow_seed or secrets.token_bytes(32)
 
 
 def fail(code: ErrorCode, message: str | None = None, retry_after: float | None = None) -> None:
@@ -73,6 +78,8 @@ class Hub:
         self.held: set[Seat] = set()  #: seats whose connection dropped
         self.out: list[tuple[Peer, m.Message]] = []
         self.peers = 0
+        #: Current proof-of-work difficulty in bits (admission control adjusts it).
+        self.pow_difficulty = 0
         self.stats: dict[str, int] = {
             "messages": 0,
             "deliveries": 0,
@@ -103,10 +110,10 @@ class Hub:
 
     # ------------------------------------------------------------ connection life
 
-    def connect(self, now: float, sink: Any = None) -> Peer:
+    def connect(self, now: float, sink: Any = None, pow_seed: bytes = b"") -> Peer:
         """Register a new connection after its handshake."""
         self.peers += 1
-        return Peer(self.config, now, sink)
+        return Peer(self.config, now, sink, pow_seed)
 
     def handle(self, peer: Peer, req: m.Request, now: float) -> None:
         """Handle one request; its reply (or typed error) and events land in ``out``."""
@@ -363,7 +370,11 @@ class Hub:
         self.reply(peer, m.Pong(id=req.id))
 
     def check_pow(self, peer: Peer, req: Any, now: float) -> None:
-        """Proof-of-work gate for expensive requests (replaced by admission control)."""
+        """Proof-of-work gate for expensive requests (create room, request help, handoff).
+
+        ``pow_difficulty`` is set by admission control; at 0 no work is asked for.
+        """
+        pow.verify(peer.pow_seed, req.id, self.pow_difficulty, req.pow)
 
     def is_moderator_for(self, peer: Peer, room_code: str | None) -> bool:
         """Whether the peer's token lets it moderate ``room_code`` (flows override)."""

@@ -99,17 +99,17 @@ class Relay:
 
     # ----------------------------------------------------------- called by connections
 
-    def welcome(self) -> m.Welcome:
+    def welcome(self, pow_seed: bytes) -> m.Welcome:
         """The handshake's second payload: version, limits, proof-of-work challenge."""
         return m.Welcome(
             version=PROTOCOL_VERSION,
             limits=self._limits,
-            challenge=m.Challenge(seed=b"\0" * 32, difficulty=self.pow_difficulty()),
+            challenge=m.Challenge(seed=pow_seed, difficulty=self.pow_difficulty()),
         )
 
     def pow_difficulty(self) -> int:
         """Current proof-of-work difficulty (admission control raises it under load)."""
-        return 0
+        return self.hub.pow_difficulty
 
     def at_capacity(self) -> bool:
         return len(self.connections) > self.config.max_connections

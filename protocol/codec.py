@@ -185,7 +185,7 @@ def _checker(tp: Any, meta: Any) -> Check:
             return tuple(elem(x) for x in v)
 
         return check_tuple
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         fields = _schema(tp)
 
         def check_nested(v: Any) -> Any:

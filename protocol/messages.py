@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
 
 #: Largest integer on the wire: 2**53 - 1, so JavaScript clients lose nothing.
 MAX_INT = 2**53 - 1
@@ -93,7 +95,10 @@ def handshake(name: str) -> Any:
     return _register(HANDSHAKE, name)
 
 
-frozen = dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+def frozen(cls: type[_T]) -> type[_T]:
+    """Messages are frozen, slotted, keyword-only dataclasses."""
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 
 class Message:

@@ -15,16 +15,18 @@ ADJECTIVES = (
     "golden good grand green happy hazel honest humble jolly keen kind lively loyal "
     "lucid lunar mellow merry mild misty noble olive patient peaceful plucky polite "
     "proud quiet rapid ready rosy royal rustic sage shy silver simple snowy solar "
-    "steady sunny swift tender tidy tranquil true upbeat vivid warm wise witty young zesty"
+    "steady sunny swift tender tidy tranquil true upbeat vivid warm wise witty young "
+    "zesty"
 ).split()
 ANIMALS = (
-    "badger bear beaver bison crane deer dolphin dove eagle egret falcon ferret finch "
-    "fox gecko goose hare hawk hedgehog heron ibis jay koala lark lemur lion llama lynx "
-    "marten mink moose newt orca otter owl panda parrot pelican penguin puffin quail "
-    "rabbit raven robin salmon seal sparrow stork swan tapir tern tiger toucan trout "
-    "turtle viper walrus whale wolf wombat wren yak zebra bat"
+    "badger bear beaver bison crane deer dolphin dove eagle egret falcon ferret "
+    "finch fox gecko goose hare hawk hedgehog heron ibis jay koala lark lemur lion "
+    "llama lynx marten mink moose newt orca otter owl panda parrot pelican penguin "
+    "puffin quail rabbit raven robin salmon seal sparrow stork swan tapir tern tiger "
+    "toucan trout turtle viper walrus whale wolf wombat wren yak zebra bat"
 ).split()
-assert len(set(ADJECTIVES)) == 64 and len(set(ANIMALS)) == 64
+assert len(set(ADJECTIVES)) == 64
+assert len(set(ANIMALS)) == 64
 
 
 def new_alias(taken: Container[str]) -> str:

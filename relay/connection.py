@@ -128,7 +128,7 @@ class Connection:
     # --------------------------------------------------------------- handshake
 
     async def _receive_events(self) -> None:
-        data = await self.stream.receive_some(RECEIVE_SIZE)
+        data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
         if not data:
             raise HandshakeFailed("eof")
         try:
@@ -204,8 +204,9 @@ class Connection:
                 elif isinstance(event, Ping):
                     await self.stream.send_all(self.ws.send(event.response()))
                 else:
-                    code = CLOSE_UNSUPPORTED_DATA if isinstance(event, TextMessage) else CLOSE_NORMAL
-                    await self._refuse(code, "binary messages only")
+                    is_text = isinstance(event, TextMessage)
+                    code = CLOSE_UNSUPPORTED_DATA if is_text else CLOSE_NORMAL
+                    await self._refuse(code, "binary only")
                     raise HandshakeFailed("websocket")
             await self._receive_events()
 
@@ -235,8 +236,8 @@ class Connection:
         stream = self.stream
         ws = self.ws
         max_bytes = relay.config.max_message_bytes
-        while not self.closing:
-            data = await stream.receive_some(RECEIVE_SIZE)
+        while True:
+            data = bytes(await stream.receive_some(RECEIVE_SIZE))
             if not data:
                 return
             self.last_rx = trio.current_time()
@@ -262,10 +263,13 @@ class Connection:
             except RemoteProtocolError:
                 self.close(None, "")  # broken WebSocket framing: just hang up
             relay.flush()
+            if self.closing:
+                return
 
     def _on_frame(self, message: bytes) -> None:
         """Decrypt, decode and dispatch one client frame (synchronously)."""
-        assert self.transport is not None and self.peer is not None
+        assert self.transport is not None
+        assert self.peer is not None
         relay = self.relay
         try:
             envelope = self.transport.open(message)

@@ -135,9 +135,8 @@ class Hub:
     def error(self, peer: Peer, request_id: int, exc: HavenError) -> None:
         """Queue a typed error reply for ``peer``."""
         retry = None if exc.retry_after is None else max(1, round(exc.retry_after + 0.4999))
-        self.out.append(
-            (peer, m.Error(id=request_id, code=int(exc.code), message=exc.message, retry_after=retry))
-        )
+        error = m.Error(id=request_id, code=int(exc.code), message=exc.message, retry_after=retry)
+        self.out.append((peer, error))
 
     def disconnect(self, peer: Peer, now: float) -> None:
         """The connection is gone: hold its seats for the resume grace window."""
@@ -157,7 +156,8 @@ class Hub:
     def tick(self, now: float) -> None:
         """Expire held seats and rooms past their TTLs; run the flows' timers."""
         grace = self.config.resume_grace
-        for seat in [s for s in self.held if s.away_since is not None and now - s.away_since >= grace]:
+        expired = [s for s in self.held if s.away_since is not None and now - s.away_since >= grace]
+        for seat in expired:
             self.release(seat, "left")
         for room in list(self.rooms.values()):
             if now - room.created >= room.hard_ttl or now - room.last_activity >= room.idle_ttl:
@@ -221,7 +221,9 @@ class Hub:
     def _presence(self, seat: Seat, what: str) -> None:
         room = seat.room
         seq = room.next_seq()
-        event = m.Presence(room=room.code, seq=seq, alias=seat.alias, event=what, members=room.members)
+        event = m.Presence(
+            room=room.code, seq=seq, alias=seat.alias, event=what, members=room.members
+        )
         self.broadcast(room, event, seq, exclude=seat)
 
     def seat_view(self, seat: Seat, after: int, resumed: bool = False) -> m.Seat:
@@ -261,10 +263,7 @@ class Hub:
         cfg = self.config
         if len(self.rooms) >= cfg.max_rooms:
             fail(ErrorCode.TOO_MANY_ROOMS, "the relay holds as many rooms as it may")
-        if kind == "direct":
-            cap = 2
-        else:
-            cap = min(max_members or cfg.max_members, cfg.max_members_limit)
+        cap = 2 if kind == "direct" else min(max_members or cfg.max_members, cfg.max_members_limit)
         if code is None:
             code = codes.new_room_code()
         room = Room(
@@ -384,7 +383,7 @@ class Hub:
         self.check_pow(peer, req, now)
         moderator = self.is_moderator_for(peer, None)
         if (req.listed or req.premoderated) and not moderator:
-            fail(ErrorCode.UNAUTHORIZED, "only a moderator may create listed or pre-moderated rooms")
+            fail(ErrorCode.UNAUTHORIZED, "only moderators create listed or pre-moderated rooms")
         if req.kind == "direct" and (req.listed or req.premoderated):
             fail(ErrorCode.BAD_FIELD, "direct rooms cannot be listed or pre-moderated")
         if req.max_members is not None and req.max_members > self.config.max_members_limit:
@@ -433,7 +432,8 @@ class Hub:
             self.reply(peer, m.Sent(id=req.id, room=room.code, item=item))
             return
         seq = room.next_seq()
-        self.broadcast(room, m.Deliver(room=room.code, seq=seq, sender=seat.alias, body=req.body), seq, seat)
+        event = m.Deliver(room=room.code, seq=seq, sender=seat.alias, body=req.body)
+        self.broadcast(room, event, seq, seat)
         self.reply(peer, m.Sent(id=req.id, room=room.code, seq=seq))
 
     def hold_for_moderation(self, seat: Seat, body: bytes, now: float) -> int:

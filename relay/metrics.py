@@ -58,7 +58,7 @@ class _HubCollector(Collector):
         for kind, n in counts.items():
             rooms.add_metric([kind], n)
         yield rooms
-        yield GaugeMetricFamily("haven_members", "Seats in all rooms (present or held)", value=members)
+        yield GaugeMetricFamily("haven_members", "Seats in rooms (present or held)", value=members)
         yield GaugeMetricFamily("haven_seats_held", "Seats held for resume", value=len(hub.held))
         yield GaugeMetricFamily(
             "haven_pending_moderation", "Messages awaiting moderation", value=pending
@@ -143,7 +143,7 @@ async def serve_metrics(
     await trio.serve_listeners(lambda s: _http(relay, s), listeners)
 
 
-async def _http(relay: Relay, stream: trio.SocketStream) -> None:
+async def _http(relay: Relay, stream: trio.abc.Stream) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=8192)
     try:
         with trio.move_on_after(5):

@@ -217,7 +217,9 @@ async def serve(
     metrics_url = None
     async with trio.open_nursery() as nursery:
         if config.metrics_port is not None:
-            mlisteners = await trio.open_tcp_listeners(config.metrics_port, host=config.metrics_host)
+            mlisteners = await trio.open_tcp_listeners(
+                config.metrics_port, host=config.metrics_host
+            )
             mport = mlisteners[0].socket.getsockname()[1]
             metrics_url = f"http://{config.metrics_host}:{mport}"
             await nursery.start(serve_metrics, relay, mlisteners)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection as WsFraming
 from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
@@ -73,10 +74,18 @@ class HandshakeFailed(Exception):
 class Connection:
     """The Trio side of one client: reader loop, writer task, bounded outbound buffer."""
 
+    __slots__ = (
+        "_lot", "_partial", "_partial_len", "_scope", "backlog", "buf", "closing",
+        "last_ping", "last_rx", "peer", "pow_seed", "relay", "stream", "transport", "writer_done",
+        "ws",
+    )  # fmt: skip
+
     def __init__(self, relay: Relay, stream: trio.abc.Stream) -> None:
         self.relay = relay
         self.stream = stream
-        self.ws = WSConnection(ConnectionType.SERVER)
+        #: The upgrade machinery until the handshake is accepted, then only the framing
+        #: state (dropping h11's buffers saves memory on every idle connection).
+        self.ws: WSConnection | WsFraming = WSConnection(ConnectionType.SERVER)
         self.transport: frames.Transport | None = None
         self.peer: Peer | None = None
         self.buf: list[bytes] = []
@@ -189,7 +198,10 @@ class Connection:
                 f"this relay speaks {SUBPROTOCOL}; upgrade the client",
             )
             raise HandshakeFailed("version")
-        await self.stream.send_all(self.ws.send(AcceptConnection(subprotocol=SUBPROTOCOL)))
+        data = self.ws.send(AcceptConnection(subprotocol=SUBPROTOCOL))
+        if isinstance(self.ws, WSConnection) and self.ws.connection is not None:
+            self.ws = self.ws.connection
+        await self.stream.send_all(data)
 
     async def _first_binary_message(self) -> bytes:
         while True:

@@ -13,6 +13,7 @@ in their own modules and register handlers through ``Hub.handlers``.
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -175,7 +176,10 @@ class Hub:
         """Deliver a private (unsequenced) event to one seat, holding it if away."""
         if seat.peer is not None:
             self.out.append((seat.peer, msg))
-        elif len(seat.missed) < self.config.resume_private_buffer:
+            return
+        if seat.missed is None:
+            seat.missed = deque()
+        if len(seat.missed) < self.config.resume_private_buffer:
             seat.missed.append(msg)
         else:
             seat.missed_overflow = True
@@ -354,7 +358,7 @@ class Hub:
             if seat.peer is not None:
                 seat.peer.seats.pop(room.code, None)
                 seat.peer = None
-            seat.missed.clear()
+            seat.missed = None
         room.seats.clear()
         room.ring.clear()
         room.pending.clear()
@@ -487,8 +491,9 @@ class Hub:
         self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, after, resumed=True)))
         for event in room.replay(seat, after):
             self.out.append((peer, event))
-        while seat.missed:
-            self.out.append((peer, seat.missed.popleft()))
+        if seat.missed is not None:
+            self.out.extend((peer, event) for event in seat.missed)
+            seat.missed = None
         if was_away:
             self._presence(seat, "back")
 

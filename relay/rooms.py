@@ -39,7 +39,8 @@ class Seat:
     away_since: float | None = None
     last_typing: float = float("-inf")
     #: Private events (not in the room ring) that arrived while the seat was held.
-    missed: deque[m.Message] = field(default_factory=deque)
+    #: (Created on first use: an empty deque costs ~600 bytes on every idle seat.)
+    missed: deque[m.Message] | None = None
     missed_overflow: bool = False
 
 

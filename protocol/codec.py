@@ -306,30 +306,52 @@ def decode_any(data: bytes) -> Message:
 # ---------------------------------------------------------------------- encode
 
 
+#: Per class: (field name, needs conversion) — built once, so encoding a flat message
+#: is one attribute read per field instead of a walk over ``dataclasses.fields``.
+_LAYOUTS: dict[type[Any], tuple[tuple[str, bool], ...]] = {}
+
+
+def _layout(cls: type[Any]) -> tuple[tuple[str, bool], ...]:
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        hints = typing.get_type_hints(cls)
+        layout = tuple(
+            (f.name, hints[f.name] not in (int, str, bytes, bool, int | None, str | None,
+                                           bytes | None, bool | None))
+            for f in dataclasses.fields(cls)
+        )  # fmt: skip
+        _LAYOUTS[cls] = layout
+    return layout
+
+
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _plain(v)
-            for f in dataclasses.fields(value)
-            if (v := getattr(value, f.name)) is not None
-        }
+    """Nested dataclasses become maps and tuples become arrays; scalars pass through."""
     if type(value) is tuple:
         return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _fields_of(value, {})
     return value
+
+
+def _fields_of(value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    for name, nested in _layout(type(value)):
+        v = getattr(value, name)
+        if v is not None:
+            out[name] = _plain(v) if nested else v
+    return out
 
 
 def to_wire(msg: Message) -> dict[str, Any]:
     """The envelope map for ``msg`` (``t`` first, ``None`` fields omitted)."""
-    out: dict[str, Any] = {"t": msg.T}
-    out.update(_plain(msg))
-    return out
+    return _fields_of(msg, {"t": msg.T})
 
 
+_packer = msgpack.Packer(use_bin_type=True)
 
 
 def encode(msg: Message) -> bytes:
     """Encode ``msg`` as a msgpack envelope."""
-    data: bytes = msgpack.packb(to_wire(msg), use_bin_type=True)
+    data: bytes = _packer.pack(to_wire(msg))
     if len(data) > MAX_ENVELOPE:
         raise DecodeError("envelope too large", code=ErrorCode.TOO_LARGE)
     return data

@@ -76,6 +76,8 @@ class Relay:
         self.accepting = False
         self.metrics = Metrics(self, registry)
         self._drain_done = trio.Event()
+        #: Connections with bytes queued since the last flush (see Connection.kick).
+        self.dirty: list[Connection] = []
         #: Set (by a signal or a test) to stop accepting and drain.
         self.drain_requested = trio.Event()
         self._limits = m.Limits(
@@ -114,8 +116,11 @@ class Relay:
     def at_capacity(self) -> bool:
         return len(self.connections) > self.config.max_connections
 
-    def flush(self) -> None:
-        """Deliver everything the hub queued: encode and pad once, encrypt per peer."""
+    def flush(self, received: float | None = None) -> None:
+        """Deliver everything the hub queued: encode and pad once, encrypt per peer.
+
+        ``received`` is when the bytes that caused this work arrived (latency metric).
+        """
         hub = self.hub
         while hub.out:
             out = hub.out
@@ -130,6 +135,13 @@ class Relay:
                     padded = frames.pad(codec.encode(msg))
                     last = msg
                 conn.push_padded(padded)
+        dirty = self.dirty
+        if dirty:
+            self.dirty = []
+            if received is None:
+                received = trio.current_time()
+            for conn in dirty:
+                conn.kick(received)
 
     def slow_consumer(self, conn: Connection) -> None:
         """A connection's backlog overflowed: drop it, never slow its rooms."""

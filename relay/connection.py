@@ -255,7 +255,11 @@ class Connection:
     def _assemble(self, event: BytesMessage) -> bytes | None:
         """Join message fragments; ``None`` until the message is complete."""
         if event.message_finished and not self._partial:
-            return bytes(event.data)
+            if len(event.data) <= self.relay.config.max_message_bytes:
+                return bytes(event.data)
+            # Over the limit in one piece: the caller sees _partial_len and closes (1009).
+            self._partial_len = len(event.data)
+            return None
         self._partial.append(bytes(event.data))
         self._partial_len += len(event.data)
         if not event.message_finished or self._partial_len > self.relay.config.max_message_bytes:
@@ -277,6 +281,7 @@ class Connection:
             if not data:
                 return
             self.last_rx = received = trio.current_time()
+            relay.metrics.bytes_in.inc(len(data))
             try:
                 ws.receive_data(data)
                 for event in ws.events():
@@ -318,7 +323,7 @@ class Connection:
         try:
             request = codec.decode_request(envelope)
         except DecodeError as exc:
-            relay.hub.error(self.peer, exc.request_id, exc)
+            relay.hub.bad_request(self.peer, exc, exc.request_id, now)
             return
         relay.hub.handle(self.peer, request, now)
 
@@ -369,7 +374,9 @@ class Connection:
                 self.drop_backlog()
                 self.close(None, "")
                 return
-            self.relay.metrics.latency.observe(trio.current_time() - received)
+            metrics = self.relay.metrics
+            metrics.latency.observe(trio.current_time() - received)
+            metrics.bytes_out.inc(written)
             buf.clear()
             if written == len(data):
                 self.backlog = 0
@@ -406,6 +413,7 @@ class Connection:
                 finally:
                     self.sending = False
                 self.relay.metrics.latency.observe(trio.current_time() - queued)
+                self.relay.metrics.bytes_out.inc(len(data))
         finally:
             self.writer_done = True
             if self._scope is not None:

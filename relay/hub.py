@@ -28,6 +28,8 @@ from .rooms import Room, Seat
 
 Handler = Callable[["Peer", Any, float], None]
 
+#: Most directory entries in one reply (each entry is ~15 codec items; 2048 allowed).
+MAX_DIRECTORY = 100
 #: Coarse member-count buckets shown in the directory, so exact counts do not leak.
 MEMBER_BUCKETS = (0, 1, 5, 10, 25, 50, 100)
 
@@ -139,6 +141,13 @@ class Hub:
         error = m.Error(id=request_id, code=int(exc.code), message=exc.message, retry_after=retry)
         self.out.append((peer, error))
 
+    def bad_request(self, peer: Peer, exc: HavenError, request_id: int, now: float) -> None:
+        """Answer an envelope that did not decode; it costs a rate-limit token too."""
+        wait = peer.bucket.take(now)
+        if wait is not None:
+            exc = RequestError(code=ErrorCode.RATE_LIMITED, retry_after=wait)
+        self.error(peer, request_id, exc)
+
     def disconnect(self, peer: Peer, now: float) -> None:
         """The connection is gone: hold its seats for the resume grace window."""
         if peer.closed:
@@ -203,8 +212,14 @@ class Hub:
                 self.out.append((seat.peer, event))
 
     def seat_of(self, peer: Peer, room_code: str) -> Seat:
-        """The peer's seat in ``room_code`` or ``NOT_A_MEMBER``."""
+        """The peer's seat in ``room_code`` (any spelling) or ``NOT_A_MEMBER``."""
         seat = peer.seats.get(room_code)
+        if seat is None:
+            # Not the canonical spelling (rare): normalise, then look again.
+            try:
+                seat = peer.seats.get(codes.parse_room_code(room_code))
+            except CodeFormatError as exc:
+                raise RequestError(exc.message, code=ErrorCode.BAD_CODE) from None
         if seat is None:
             fail(ErrorCode.NOT_A_MEMBER)
         assert seat is not None
@@ -471,6 +486,8 @@ class Hub:
             fail(ErrorCode.BAD_FIELD, "'after' is beyond the room's last event")
         if seat.peer is not peer and room.code in peer.seats:
             fail(ErrorCode.ALREADY_MEMBER)
+        if seat.peer is not peer and len(peer.seats) >= self.config.max_rooms_per_connection:
+            fail(ErrorCode.TOO_MANY_ROOMS, "this connection holds as many rooms as it may")
         if room.oldest_replayable() > after + 1 or seat.missed_overflow:
             # The seat missed more than the relay keeps: say so, never leave a gap.
             self.stats["resume_failed"] += 1
@@ -479,7 +496,7 @@ class Hub:
         if seat.peer is not None and seat.peer is not peer:
             # The old connection has not noticed it is gone; the token holder wins.
             seat.peer.seats.pop(room.code, None)
-        was_away = seat.peer is None or seat.peer is not peer
+        was_away = seat.peer is None
         del self.tokens[seat.token]
         seat.token = codes.new_token()
         self.tokens[seat.token] = seat
@@ -511,4 +528,5 @@ class Hub:
         ]
         for source in self.directory_sources:
             entries.extend(source(now))
-        self.reply(peer, m.Rooms(id=req.id, rooms=tuple(entries[: m.MAX_LIST_LEN])))
+        # Capped so the reply always fits the codec's item budget (docs/protocol.md).
+        self.reply(peer, m.Rooms(id=req.id, rooms=tuple(entries[:MAX_DIRECTORY])))

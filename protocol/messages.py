@@ -35,6 +35,8 @@ MAX_REASON_LEN = 500
 MAX_RULES_LEN = 4000
 MAX_TOKEN_LEN = 1024
 MAX_LIST_LEN = 256
+#: Largest message body on the wire (a relay may set a lower limit in ``welcome``).
+MAX_BODY = 61440
 
 ROOM_KINDS = ("direct", "group")
 PRESENCE_EVENTS = ("joined", "left", "away", "back", "removed")
@@ -190,7 +192,7 @@ class PendingItem:
 
     item: int = number()
     alias: str = text(MAX_ALIAS_LEN)
-    body: bytes = blob(2**16)
+    body: bytes = blob(MAX_BODY)
 
 
 # ------------------------------------------------------------------------ handshake
@@ -271,7 +273,7 @@ class Send(Request):
 
     id: int = number(1)
     room: str = text(MAX_CODE_LEN)
-    body: bytes = blob(2**16)
+    body: bytes = blob(MAX_BODY)
 
 
 @request("typing")
@@ -407,7 +409,7 @@ class Edit(Request):
     id: int = number(1)
     room: str = text(MAX_CODE_LEN)
     item: int = number()
-    body: bytes = blob(2**16)
+    body: bytes = blob(MAX_BODY)
 
 
 @request("deny")
@@ -468,7 +470,7 @@ class Announce(Request):
 
     id: int = number(1)
     room: str = text(MAX_CODE_LEN)
-    body: bytes = blob(2**16)
+    body: bytes = blob(MAX_BODY)
 
 
 @request("crisis")
@@ -632,7 +634,7 @@ class Deliver(Event):
     room: str = text(MAX_CODE_LEN)
     seq: int = number(1)
     sender: str = text(MAX_ALIAS_LEN)  #: the sender's per-room alias
-    body: bytes = blob(2**16)
+    body: bytes = blob(MAX_BODY)
     edited: bool = False  #: a moderator edited the body before delivery
 
 
@@ -655,7 +657,7 @@ class Announcement(Event):
 
     room: str = text(MAX_CODE_LEN)
     seq: int = number(1)
-    body: bytes = blob(2**16)
+    body: bytes = blob(MAX_BODY)
 
 
 @server("moderation")
@@ -731,6 +733,9 @@ class QueuePosition(Event):
     queue: str = text(MAX_NAME_LEN)
     position: int = number(1)
     priority: bool = False  #: the visitor was moved to the priority lane
+    #: Set only on the first event of a place a moderator created by escalation (the peer
+    #: never sent ``request_help``, so never got ``queued``): resumes that place.
+    token: bytes | None = blob(64, None)
 
 
 @server("matched")

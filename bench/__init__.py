@@ -1,0 +1,1 @@
+"""Benchmarks: Haven's relay against a bare trio-websocket forwarder, measured in one run."""

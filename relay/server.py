@@ -24,6 +24,8 @@ from protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise
 from protocol import messages as m
 from protocol.errors import ErrorCode
 
+from . import flows
+from .admission import Admission
 from .config import Config
 from .connection import CLOSE_GOING_AWAY, Connection, close_code
 from .hub import Hub
@@ -71,6 +73,8 @@ class Relay:
         self.public_key = noise.public_bytes(static_key.public_key())
         self.prologue = PROLOGUE
         self.hub = Hub(config, trio.current_time())
+        self.admission = Admission(config, self.hub, trio.current_time())
+        flows.install(self.hub, config)
         self.connections: set[Connection] = set()
         self.draining = False
         self.accepting = False
@@ -94,7 +98,7 @@ class Relay:
         hub_error = self.hub.error
 
         def counted_error(peer: Any, request_id: int, exc: Any) -> None:
-            self.metrics.errors.labels(ErrorCode(exc.code).name).inc()
+            self.metrics.request_error(ErrorCode(exc.code))
             hub_error(peer, request_id, exc)
 
         self.hub.error = counted_error  # type: ignore[method-assign]
@@ -114,7 +118,15 @@ class Relay:
         return self.hub.pow_difficulty
 
     def at_capacity(self) -> bool:
-        return len(self.connections) > self.config.max_connections
+        """Whether to refuse a new handshake (4402): connection cap or handshake rate."""
+        admitted = self.admission.admit_handshake(trio.current_time())
+        if len(self.connections) > self.config.max_connections:
+            self.metrics.limit_hit("connections")
+            return True
+        if not admitted:
+            self.metrics.limit_hit("handshake_rate")
+            return True
+        return False
 
     def flush(self, received: float | None = None) -> None:
         """Deliver everything the hub queued: encode and pad once, encrypt per peer.
@@ -146,6 +158,7 @@ class Relay:
     def slow_consumer(self, conn: Connection) -> None:
         """A connection's backlog overflowed: drop it, never slow its rooms."""
         self.metrics.slow_consumers.inc()
+        self.metrics.limit_hit("slow_consumer")
         conn.drop_backlog()
         conn.close(close_code(ErrorCode.SLOW_CONSUMER), "slow consumer")
 
@@ -172,11 +185,13 @@ class Relay:
             self.metrics.loop_lag.set(max(0.0, now - expected))
             expected = now + TICK
             self.hub.tick(now)
+            self.admission.tick(now, self.connections, len(self.connections))
             for conn in list(self.connections):
                 if conn.transport is None or conn.closing:
                     continue
                 quiet = now - conn.last_rx
                 if quiet >= cfg.idle_timeout:
+                    self.metrics.limit_hit("idle_timeout")
                     conn.close(close_code(ErrorCode.IDLE_TIMEOUT), "idle timeout")
                 elif quiet >= cfg.ping_interval and now - conn.last_ping >= cfg.ping_interval:
                     conn.send_ping(now)

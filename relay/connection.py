@@ -133,9 +133,11 @@ class Connection:
                     await self._handshake()
             except trio.TooSlowError:
                 relay.metrics.handshake_failed("timeout")
+                log.debug("handshake failed: timeout")
                 return
             except HandshakeFailed as exc:
                 relay.metrics.handshake_failed(exc.reason)
+                log.debug("handshake failed: %s", exc.reason)
                 return
             relay.metrics.handshake_ok()
             self.peer = relay.hub.connect(trio.current_time(), sink=self, pow_seed=self.pow_seed)
@@ -423,6 +425,8 @@ class Connection:
         """Begin closing: queue a close frame, stop reading, flush within a deadline."""
         if self.closing:
             return
+        # Only the close code is logged: never who, never which room.
+        log.debug("closing a connection with code %s", code if code is not None else "none")
         if code is not None and self.ws.state is ConnectionState.OPEN:
             try:
                 data = self.ws.send(CloseConnection(code=code, reason=reason))

@@ -158,6 +158,7 @@ class Relay:
     def slow_consumer(self, conn: Connection) -> None:
         """A connection's backlog overflowed: drop it, never slow its rooms."""
         self.metrics.slow_consumers.inc()
+        log.info("dropped a slow consumer (outbound backlog over the limit)")
         self.metrics.limit_hit("slow_consumer")
         conn.drop_backlog()
         conn.close(close_code(ErrorCode.SLOW_CONSUMER), "slow consumer")

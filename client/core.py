@@ -264,6 +264,13 @@ class ConnectionCore:
             if ticket is not None:
                 ticket._update(msg)
                 return
+            if msg.token is not None:
+                # A moderator escalated us into a queue we never asked for: from now on
+                # it is a ticket like any other (resumable with this token). The event
+                # also goes to ``events()`` so the application learns of the ticket.
+                ticket = QueueTicket(self, msg.queue, msg.position, msg.priority, msg.token)
+                self._tickets[msg.queue] = ticket
+                ticket._update(msg)
         elif isinstance(msg, Matched):
             room = self._granted(msg.seat)
             ticket = self._tickets.pop(msg.queue, None)

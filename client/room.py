@@ -303,6 +303,8 @@ class QueueTicket:
     def _update(self, event: QueuePosition) -> None:
         self.position = event.position
         self.priority = event.priority
+        if event.token is not None:
+            self.token = event.token
         self._stream.put(event)
 
     def _matched_into(self, room: Room, event: Matched | None) -> None:

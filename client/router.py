@@ -167,8 +167,10 @@ class Router:
             del self._seq[code]
             return Route(RouteKind.ROOM_END, code)
         if cls is QueuePosition:
-            queue: str = msg.queue  # type: ignore[attr-defined]
-            return Route(RouteKind.QUEUE, queue) if queue in self._queues else _CONN
+            assert isinstance(msg, QueuePosition)
+            if msg.token is not None:
+                self._queues.add(msg.queue)  # escalated: a ticket we never asked for
+            return Route(RouteKind.QUEUE, msg.queue) if msg.queue in self._queues else _CONN
         if cls is Matched:
             assert isinstance(msg, Matched)
             self.joined(msg.seat)

@@ -45,11 +45,15 @@ async def test_crisis_flag_escalation_and_priority_match(
         moved = await next_event(peer.events(), m.QueuePosition)
         assert (moved.queue, moved.position, moved.priority) == ("helpline", 1, True)
         assert moved.token is not None
+        # The SDK turns the escalation into a resumable ticket of its own.
+        escalated = peer.tickets["helpline"]
+        assert escalated.priority
+        assert escalated.token == moved.token
         assert (await next_event(ticket.events(), m.QueuePosition)).position == 2
 
         direct = await staff.take_next("helpline")
-        matched = await next_event(peer.events(), m.Matched)
-        assert matched.seat.room == direct.code
+        matched = await escalated.room()
+        assert matched.code == direct.code
         assert matched.seat.kind == "direct"
         assert direct.code in peer.rooms
         assert room.code in peer.rooms

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from . import __version__, logs
+from . import __version__, logs, ramonly
 from .config import ConfigError, load, scalar_fields
 from .keys import KeyFileError, write_private_key
 from .server import RelayInfo, b64url, serve
@@ -31,6 +31,12 @@ def _serve_parser(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         if f.name == "key_file":
             flag = "--key"
+        if f.type == "bool":
+            parser.add_argument(
+                flag, dest=f.name, action="store_const", const=True, default=None,
+                help=f"(env HAVEN_{f.name.upper()})",
+            )  # fmt: skip
+            continue
         parser.add_argument(flag, dest=f.name, default=None, help=f"(env HAVEN_{f.name.upper()})")
 
 
@@ -41,20 +47,38 @@ async def _run_relay(args: argparse.Namespace) -> None:
     logs.setup(config.log_level, config.log_format)
     async with trio.open_nursery() as nursery:
         info: RelayInfo = await nursery.start(serve, config)
-        print(info.banner(), flush=True)
-        if info.metrics_url:
-            print(f"metrics {info.metrics_url}/metrics", file=sys.stderr, flush=True)
+        # Start-up is over (config and key read, listeners open): from now on nothing
+        # is written to disk, no core dumps, memory locked if asked.
+        ramonly.enforce(config)
+        # Catch signals before announcing: a supervisor may signal as soon as it reads.
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            print(info.banner(), flush=True)
+            if info.metrics_url:
+                print(f"metrics {info.metrics_url}/metrics", file=sys.stderr, flush=True)
             async for _ in signals:
                 info.relay.drain_requested.set()
                 break
 
 
+#: Start-up failures reported as one line (exit 2) rather than a traceback.
+_STARTUP_ERRORS = (ConfigError, KeyFileError, ramonly.RamOnlyError, OSError)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         trio.run(_run_relay, args)
-    except (ConfigError, KeyFileError, OSError) as exc:
+    except _STARTUP_ERRORS as exc:
         print(f"haven: {exc}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        # Raised inside the nursery (a port in use, mlock refused): Trio wraps it.
+        known, rest = group.split(_STARTUP_ERRORS)
+        if known is None or rest is not None:
+            raise
+        leaf: BaseException = known
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        print(f"haven: {leaf}", file=sys.stderr)
         return 2
     return 0
 

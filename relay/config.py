@@ -59,6 +59,18 @@ class Config:
     resume_buffer: int = 256  #: room events kept per room for resume
     resume_private_buffer: int = 64  #: private events kept per held seat
 
+    # Admission control (relay/admission.py; the curve is in docs/operations.md).
+    handshake_rate_per_s: float = 200.0  #: new handshakes/s before 4402 SERVER_FULL
+    handshake_burst: int = 400  #: handshakes allowed in a burst above that rate
+    pow_start_load: float = 0.5  #: load (fraction of capacity) where proof of work starts
+    pow_min_difficulty: int = 10  #: bits asked as soon as load reaches pow_start_load
+    pow_max_difficulty: int = 20  #: bits asked at full load (about a million hashes)
+    pow_expensive_per_s: float = 20.0  #: expensive requests/s that count as full load
+    pow_cooldown: float = 30 * SECONDS  #: calm time before the difficulty falls again
+
+    # Memory.
+    mlock: bool = False  #: lock all memory (mlockall) so nothing is ever swapped out
+
     # Shutdown.
     drain_grace: float = 10 * SECONDS  #: time clients get to leave after ``draining``
     drain_retry_after: int = 5  #: seconds clients are told to wait before reconnecting
@@ -92,6 +104,8 @@ def _convert(f: dataclasses.Field[Any], value: Any) -> Any:
             if "None" in tp:
                 return None
             raise ValueError("a value is required")
+        if tp == "bool":
+            return _boolean(value)
         if tp.startswith("int"):
             return int(value)
         if tp.startswith("float"):
@@ -101,6 +115,18 @@ def _convert(f: dataclasses.Field[Any], value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {f.name!r}: {exc}") from None
+
+
+def _boolean(value: Any) -> bool:
+    """A flag's value: TOML booleans, or the usual words from the environment."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 class ConfigError(ValueError):
@@ -150,7 +176,8 @@ def validate(config: Config) -> None:
         "max_message_bytes", "outbound_backlog_bytes", "rate_per_s", "rate_burst",
         "max_rooms", "max_rooms_per_connection", "max_members", "max_members_limit",
         "max_body_bytes", "room_idle_ttl", "room_hard_ttl", "resume_buffer",
-        "resume_private_buffer", "close_timeout",
+        "resume_private_buffer", "close_timeout", "handshake_rate_per_s", "handshake_burst",
+        "pow_start_load", "pow_expensive_per_s", "pow_cooldown",
     ]  # fmt: skip
     for name in positive:
         if getattr(config, name) <= 0:
@@ -165,3 +192,12 @@ def validate(config: Config) -> None:
         raise ConfigError("setting 'log_format' must be 'plain' or 'json'")
     if config.max_members > config.max_members_limit:
         raise ConfigError("setting 'max_members' exceeds 'max_members_limit'")
+    for name in ("typing_interval", "drain_grace", "drain_retry_after"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"setting {name!r} must not be negative")
+    if config.rate_per_s < 1:
+        raise ConfigError("setting 'rate_per_s' must be at least 1")
+    if not 0 <= config.pow_min_difficulty <= config.pow_max_difficulty <= 32:
+        raise ConfigError("settings 'pow_min_difficulty' <= 'pow_max_difficulty' <= 32")
+    if not 0 < config.pow_start_load < 1:
+        raise ConfigError("setting 'pow_start_load' must be between 0 and 1")

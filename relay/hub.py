@@ -12,6 +12,7 @@ in their own modules and register handlers through ``Hub.handlers``.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from .limits import TokenBucket
 from .rooms import Room, Seat
 
 Handler = Callable[["Peer", Any, float], None]
+
+log = logging.getLogger("haven.hub")
 
 #: Most directory entries in one reply (each entry is ~15 codec items; 2048 allowed).
 MAX_DIRECTORY = 100
@@ -134,6 +137,11 @@ class Hub:
                 handler(peer, req, now)
         except HavenError as exc:
             self.error(peer, req.id, exc)
+        except Exception:
+            # A bug must cost one request, never the relay. The traceback goes through the
+            # privacy filter (relay/logs.py); only the request's type is named here.
+            log.exception("request handler failed: %s", type(req).__name__)
+            self.error(peer, req.id, RequestError(code=ErrorCode.INTERNAL))
 
     def error(self, peer: Peer, request_id: int, exc: HavenError) -> None:
         """Queue a typed error reply for ``peer``."""

@@ -1,28 +1,42 @@
 """Aggregate-only Prometheus metrics and the health endpoints, on their own listener.
 
 Privacy rule: no label carries a code, alias, room, address, token or anything per
-user. Labels come from fixed, small sets defined here (``HANDSHAKE_REASONS``, room
-kinds, ``ErrorCode`` names, configured queue names); a test checks that the exported
-series are the same for one room and for a thousand.
+user. Every label value comes from a fixed, small set defined here or by the operator:
+``HANDSHAKE_REASONS``, ``LIMIT_REASONS``, room kinds, ``ErrorCode`` names, resume
+results, and the queue names configured in ``[[queues]]``. A test checks that the
+exported series are the same for one room and for a thousand, and that no label value
+equals a code, alias, ticket or address.
 
-Counts that the synchronous core already keeps (rooms, members, messages) are read at
-scrape time by a collector, so the per-message path pays nothing for them; only the
-latency histogram is observed on the hot path, once per written batch.
+Counts the synchronous core already keeps (rooms, members, messages, admission load)
+are read at scrape time by a collector, so the per-message path pays nothing for them;
+only the latency histogram is observed on the hot path, once per written batch.
+
+The series (all prefixed ``haven_``; the table in docs/operations.md says what each
+means) are listed in ``SERIES`` so the deploy/ artefacts can be checked against them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from protocol.errors import ErrorCode
+
+from . import ramonly
 
 if TYPE_CHECKING:
     from .server import Relay
@@ -31,28 +45,110 @@ log = logging.getLogger("haven.metrics")
 
 #: Why a handshake failed: the complete, fixed label set.
 HANDSHAKE_REASONS = ("timeout", "eof", "websocket", "noise", "version", "capacity", "draining")
+#: Which limit refused something: the complete, fixed label set.
+LIMIT_REASONS = (
+    "connections",  # max_connections reached (close 4402)
+    "handshake_rate",  # handshake_rate_per_s exceeded (close 4402)
+    "rate",  # a connection's request token bucket (RATE_LIMITED)
+    "rooms",  # max_rooms or max_rooms_per_connection (TOO_MANY_ROOMS)
+    "room_full",  # a room's member cap (ROOM_FULL)
+    "queue_full",  # an intake queue's length cap (QUEUE_FULL)
+    "pending_full",  # a room's pending-moderation cap (PENDING_FULL)
+    "pow_required",  # an expensive request came without proof of work
+    "pow_invalid",  # its proof of work did not verify
+    "slow_consumer",  # outbound backlog over outbound_backlog_bytes (close 4406)
+    "idle_timeout",  # no inbound frame for idle_timeout (close 4408)
+)
+#: Typed request errors that mean a limit was hit, and the reason they count under.
+_LIMIT_OF_ERROR = {
+    ErrorCode.RATE_LIMITED: "rate",
+    ErrorCode.TOO_MANY_ROOMS: "rooms",
+    ErrorCode.SERVER_FULL: "connections",
+    ErrorCode.ROOM_FULL: "room_full",
+    ErrorCode.QUEUE_FULL: "queue_full",
+    ErrorCode.PENDING_FULL: "pending_full",
+    ErrorCode.POW_REQUIRED: "pow_required",
+    ErrorCode.POW_INVALID: "pow_invalid",
+}
+#: Room kinds (the protocol's closed set).
+ROOM_KINDS = ("direct", "group")
 #: Latency buckets (seconds) for relay latency, received to written.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+#: Buckets (seconds) for how late the 1 s housekeeping tick ran.
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: Buckets (seconds) for time spent waiting in an intake queue.
+WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+
+#: Every series family this module exports, with its labels (process_* come from
+#: prometheus-client's standard process collector).
+SERIES: dict[str, tuple[str, ...]] = {
+    "haven_connections_open": (),
+    "haven_connections_max": (),
+    "haven_handshakes_total": ("result", "reason"),
+    "haven_frames_rejected_total": (),
+    "haven_rooms_open": ("kind",),
+    "haven_rooms_created_total": (),
+    "haven_members": (),
+    "haven_seats_held": (),
+    "haven_pending_moderation": (),
+    "haven_messages_total": (),
+    "haven_deliveries_total": (),
+    "haven_bytes_in_total": (),
+    "haven_bytes_out_total": (),
+    "haven_relay_latency_seconds": (),
+    "haven_queue_length": ("queue",),
+    "haven_queue_wait_seconds": ("queue",),
+    "haven_resumes_total": ("result",),
+    "haven_slow_consumer_drops_total": (),
+    "haven_request_errors_total": ("code",),
+    "haven_limits_hit_total": ("reason",),
+    "haven_expensive_requests_total": (),
+    "haven_pow_difficulty": (),
+    "haven_admission_load": (),
+    "haven_draining": (),
+    "haven_event_loop_lag_seconds": (),
+    "haven_event_loop_lag_observed_seconds": (),
+    "haven_ramonly_write_refusals_total": (),
+}
+
+
+def configured_queues(extra: Mapping[str, Any]) -> tuple[str, ...]:
+    """Queue names from the ``[[queues]]`` tables of the config file (the label set)."""
+    names: list[str] = []
+    tables = extra.get("queues", [])
+    if isinstance(tables, list):
+        for table in tables:
+            name = table.get("name") if isinstance(table, dict) else None
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return tuple(names)
 
 
 class _HubCollector(Collector):
     """Reads the relay's aggregate state at scrape time."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Relay, metrics: Metrics) -> None:
         self.relay = relay
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
         relay = self.relay
         hub = relay.hub
         yield GaugeMetricFamily(
-            "haven_connections_open", "Open client connections", value=len(relay.connections)
-        )
+            "haven_connections_open", "Open client connections (handshaking included)",
+            value=len(relay.connections),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "haven_connections_max", "The max_connections setting",
+            value=relay.config.max_connections,
+        )  # fmt: skip
         rooms = GaugeMetricFamily("haven_rooms_open", "Rooms open, by kind", labels=["kind"])
-        counts = {"direct": 0, "group": 0}
+        counts = dict.fromkeys(ROOM_KINDS, 0)
         members = 0
         pending = 0
         for room in hub.rooms.values():
-            counts[room.kind] = counts.get(room.kind, 0) + 1
+            if room.kind in counts:
+                counts[room.kind] += 1
             members += len(room.seats)
             pending += len(room.pending)
         for kind, n in counts.items():
@@ -76,13 +172,54 @@ class _HubCollector(Collector):
         resumes.add_metric(["ok"], hub.stats["resumes"])
         resumes.add_metric(["failed"], hub.stats["resume_failed"])
         yield resumes
+        lengths = GaugeMetricFamily(
+            "haven_queue_length", "People waiting, per configured intake queue", labels=["queue"]
+        )
+        current = self.metrics.queue_lengths()
+        for name in self.metrics.queues:
+            lengths.add_metric([name], current.get(name, 0))
+        yield lengths
         yield GaugeMetricFamily(
             "haven_draining", "1 while the relay drains for shutdown", value=int(relay.draining)
         )
+        admission = relay.admission
         yield GaugeMetricFamily(
             "haven_pow_difficulty", "Current proof-of-work difficulty (bits)",
             value=relay.pow_difficulty(),
         )  # fmt: skip
+        yield GaugeMetricFamily(
+            "haven_admission_load", "Load seen by admission control (1.0 = full)",
+            value=admission.load,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "haven_expensive_requests",
+            "Requests that need proof of work under load (create room, help, handoff)",
+            value=admission.expensive_total,
+        )
+        yield CounterMetricFamily(
+            "haven_ramonly_write_refusals",
+            "File opens for writing refused by the RAM-only guard (should stay 0)",
+            value=ramonly.refusals(),
+        )
+
+
+class _LoopLag:
+    """The housekeeping tick's lateness: last value (gauge) and distribution."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(
+            "haven_event_loop_lag_seconds", "Lateness of the last 1 s housekeeping tick",
+            registry=registry,
+        )  # fmt: skip
+        self.histogram = Histogram(
+            "haven_event_loop_lag_observed_seconds",
+            "Lateness of every 1 s housekeeping tick",
+            buckets=LAG_BUCKETS, registry=registry,
+        )  # fmt: skip
+
+    def set(self, seconds: float) -> None:
+        self.gauge.set(seconds)
+        self.histogram.observe(seconds)
 
 
 class Metrics:
@@ -109,18 +246,31 @@ class Metrics:
         )
         for code in ErrorCode:
             self.errors.labels(code.name)
+        self.limits = Counter(
+            "haven_limits_hit", "Requests or connections refused by a limit, by fixed reason",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self._limit = {reason: self.limits.labels(reason) for reason in LIMIT_REASONS}
         self.bytes_out = Counter("haven_bytes_out", "Bytes written to clients", registry=r)
         self.bytes_in = Counter("haven_bytes_in", "Bytes read from clients", registry=r)
         self.latency = Histogram(
             "haven_relay_latency_seconds",
-            "Time from a frame being queued to it being written to the socket",
+            "Time from a client's frame being received to what it caused being written",
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.loop_lag = Gauge(
-            "haven_event_loop_lag_seconds", "Lateness of the relay's 1 s housekeeping tick",
-            registry=r,
+        self.loop_lag = _LoopLag(r)
+        #: Queue names the operator configured: the only values of the ``queue`` label.
+        self.queues = configured_queues(relay.config.extra)
+        self.queue_wait = Histogram(
+            "haven_queue_wait_seconds", "Time from asking for help to being matched",
+            ["queue"], buckets=WAIT_BUCKETS, registry=r,
         )  # fmt: skip
-        r.register(_HubCollector(relay))
+        self._queue_wait = {name: self.queue_wait.labels(name) for name in self.queues}
+        self._queue_lengths: Callable[[], Mapping[str, int]] = dict
+        ProcessCollector(registry=r)
+        r.register(_HubCollector(relay, self))
+
+    # ------------------------------------------------------------ recording API
 
     def handshake_ok(self) -> None:
         self._handshake_ok.inc()
@@ -131,6 +281,40 @@ class Metrics:
     def frame_rejected(self) -> None:
         self.frames_rejected.inc()
 
+    def request_error(self, code: ErrorCode) -> None:
+        """A typed error reply was sent; limit errors also count under their reason."""
+        self.errors.labels(code.name).inc()
+        reason = _LIMIT_OF_ERROR.get(code)
+        if reason is not None:
+            self._limit[reason].inc()
+
+    def limit_hit(self, reason: str) -> None:
+        """A connection-level limit refused something (``reason`` in LIMIT_REASONS)."""
+        self._limit[reason].inc()
+
+    def queue_waited(self, queue: str, seconds: float) -> None:
+        """Someone waited ``seconds`` in ``queue`` before being matched.
+
+        Names that are not configured queues are ignored: the label set stays fixed.
+        """
+        child = self._queue_wait.get(queue)
+        if child is not None:
+            child.observe(max(0.0, seconds))
+
+    def set_queue_lengths(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Register how to read queue lengths at scrape time: ``source() -> {name: n}``.
+
+        Only configured names are exported; a missing name reads as 0.
+        """
+        self._queue_lengths = source
+
+    def queue_lengths(self) -> Mapping[str, int]:
+        try:
+            return self._queue_lengths()
+        except Exception:  # a scrape must never take the relay down
+            log.exception("queue length source failed")
+            return {}
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -139,8 +323,11 @@ async def serve_metrics(
     relay: Relay, listeners: list[trio.SocketListener], *, task_status: trio.TaskStatus[None]
 ) -> None:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` (tiny HTTP/1.1 over h11)."""
+    async def handler(stream: trio.SocketStream) -> None:
+        await _http(relay, stream)
+
     task_status.started()
-    await trio.serve_listeners(lambda s: _http(relay, s), listeners)
+    await trio.serve_listeners(handler, listeners)
 
 
 async def _http(relay: Relay, stream: trio.abc.Stream) -> None:
@@ -150,7 +337,7 @@ async def _http(relay: Relay, stream: trio.abc.Stream) -> None:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    data = await stream.receive_some(8192)
+                    data = bytes(await stream.receive_some(8192))
                     conn.receive_data(data)
                     if not data:
                         return

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise
 from protocol import messages as m
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, HavenError
 
 from . import flows
 from .admission import Admission
@@ -79,6 +79,9 @@ class Relay:
         self.draining = False
         self.accepting = False
         self.metrics = Metrics(self, registry)
+        queues = flows.installed(self.hub).queues  # aggregate queue metrics only
+        queues.on_match.append(self.metrics.queue_waited)
+        self.metrics.set_queue_lengths(queues.lengths)
         self._drain_done = trio.Event()
         #: Connections with bytes queued since the last flush (see Connection.kick).
         self.dirty: list[Connection] = []
@@ -144,7 +147,12 @@ class Relay:
                 if conn is None or conn.closing:
                     continue
                 if msg is not last:
-                    padded = frames.pad(codec.encode(msg))
+                    try:
+                        padded = frames.pad(codec.encode(msg))
+                    except HavenError:
+                        # Replies are capped to fit; reaching this is a bug, not input.
+                        log.exception("could not encode a %s", type(msg).__name__)
+                        continue
                     last = msg
                 conn.push_padded(padded)
         dirty = self.dirty

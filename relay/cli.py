@@ -133,4 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the imported module's ``main`` so plugins (``haven token``, ``haven loadtest``)
+    # register into the same ``SUBCOMMANDS`` that parses the command line.
+    from relay.cli import main as _main
+
+    raise SystemExit(_main())

@@ -117,9 +117,15 @@ def start_relay(kind: str, cpu: int | None, profile: Path | None = None) -> Rela
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     py = [sys.executable]
-    if profile is not None:
+    if profile is not None and kind == "bare":
         py += ["-m", "cProfile", "-o", str(profile)]
-    if kind == "bare":
+    if kind == "haven" and profile is not None:
+        # haven serve refuses file writes after start-up; this runner does not.
+        cmd = [
+            *py, "-m", "bench.profile_relay", "--out", str(profile), "--host", "127.0.0.1",
+            "--port", "0", "--metrics-port", "0", *HAVEN_BENCH_FLAGS,
+        ]  # fmt: skip
+    elif kind == "bare":
         cmd = [*py, "-m", "bench.bare_relay", "--host", "127.0.0.1", "--port", "0"]
     else:
         cmd = [

@@ -290,7 +290,7 @@ class Connection:
                     if isinstance(event, BytesMessage):
                         message = self._assemble(event)
                         if message is not None:
-                            self._on_frame(message)
+                            self._on_frame(message, received)
                         elif self._partial_len > max_bytes:
                             self.close(CLOSE_TOO_BIG, "message too big")
                     elif isinstance(event, Ping):
@@ -309,7 +309,7 @@ class Connection:
             if self.closing:
                 return
 
-    def _on_frame(self, message: bytes) -> None:
+    def _on_frame(self, message: bytes, now: float) -> None:
         """Decrypt, decode and dispatch one client frame (synchronously)."""
         assert self.transport is not None
         assert self.peer is not None
@@ -321,7 +321,6 @@ class Connection:
             relay.metrics.frame_rejected()
             self.close(close_code(exc.code), "frame rejected")
             return
-        now = trio.current_time()
         try:
             request = codec.decode_request(envelope)
         except DecodeError as exc:
@@ -353,7 +352,7 @@ class Connection:
             self.dirty = True
             self.relay.dirty.append(self)
 
-    def kick(self, received: float) -> None:
+    def kick(self, latency: float) -> None:
         """Write what is queued now if the writer is idle; else leave it to the writer.
 
         Called once per connection after each flush. Writing synchronously when the
@@ -377,7 +376,7 @@ class Connection:
                 self.close(None, "")
                 return
             metrics = self.relay.metrics
-            metrics.latency.observe(trio.current_time() - received)
+            metrics.latency.observe(latency)
             metrics.bytes_out.inc(written)
             buf.clear()
             if written == len(data):

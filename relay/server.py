@@ -158,10 +158,11 @@ class Relay:
         dirty = self.dirty
         if dirty:
             self.dirty = []
-            if received is None:
-                received = trio.current_time()
+            # One clock read per flush: every frame written now waited this long.
+            now = trio.current_time()
+            latency = 0.0 if received is None else now - received
             for conn in dirty:
-                conn.kick(received)
+                conn.kick(latency)
 
     def slow_consumer(self, conn: Connection) -> None:
         """A connection's backlog overflowed: drop it, never slow its rooms."""

@@ -51,6 +51,10 @@ HAVEN_BENCH_FLAGS = [
     "--rate-burst", "1000000000",
     "--max-connections", "1000000",
     "--max-rooms", "1000000",
+    # Admission control would (rightly) refuse a connect storm; the bench measures rooms.
+    "--handshake-rate-per-s", "1000000",
+    "--handshake-burst", "1000000",
+    "--pow-expensive-per-s", "1000000",
     "--outbound-backlog-bytes", str(256 * MIB),
     "--drain-grace", "0.5",
     "--log-level", "WARNING",

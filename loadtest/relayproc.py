@@ -1,7 +1,7 @@
 """The relay under test, seen from outside: spawn one locally, sample its memory and CPU.
 
 ``--spawn`` runs ``python -m relay.cli serve --port 0 --metrics-port 0`` and reads its
-first stdout line (``haven relay ws://HOST:PORT/ key=KEY``). Memory comes from the
+first stdout line (``haven relay ws://HOST:PORT key=KEY``). Memory comes from the
 relay's ``/metrics`` (``process_resident_memory_bytes``) when it exports it, else from
 ``psutil`` on the spawned process; for a relay we did not spawn and that does not
 export it, memory is reported as unavailable rather than guessed.

@@ -261,7 +261,7 @@ async def serve(
             metrics_url = f"http://{config.metrics_host}:{mport}"
             await nursery.start(serve_metrics, relay, mlisteners)
         nursery.start_soon(relay.housekeeping)
-        info = RelayInfo(f"ws://{host}:{port}/", relay.public_key, metrics_url, relay)
+        info = RelayInfo(f"ws://{host}:{port}", relay.public_key, metrics_url, relay)
         async with trio.open_nursery() as handlers:
             accept_scope = trio.CancelScope()
             relay_accepting = _Accepting(relay, accept_scope)

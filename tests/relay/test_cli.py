@@ -25,7 +25,7 @@ from relay.config import Config, ConfigError, load
 from .wire import WireClient
 
 REPO = Path(__file__).resolve().parents[2]
-BANNER = re.compile(r"haven relay ws://127\.0\.0\.1:(\d+)/ key=([A-Za-z0-9_-]{43})")
+BANNER = re.compile(r"haven relay ws://127\.0\.0\.1:(\d+) key=([A-Za-z0-9_-]{43})")
 HANG_GUARD = 60
 
 

@@ -141,11 +141,15 @@ class Queues:
             ticket = self._new_ticket(peer, req.queue, priority=False, now=now)
             line.normal[ticket] = None
             ticket.position = line.position_of(ticket)
+        self._reply_queued(peer, req.id, ticket)
+
+    def _reply_queued(self, peer: Peer, request_id: int, ticket: Ticket) -> None:
+        """Tell a visitor its place in line and the (new) token to resume it with."""
         self.hub.reply(
             peer,
             m.Queued(
-                id=req.id,
-                queue=req.queue,
+                id=request_id,
+                queue=ticket.queue,
                 position=ticket.position,
                 token=ticket.token,
                 priority=ticket.priority,
@@ -189,16 +193,7 @@ class Queues:
         ticket.away_since = None
         self.away.discard(ticket)
         peer.tickets[ticket.queue] = ticket
-        self.hub.reply(
-            peer,
-            m.Queued(
-                id=req.id,
-                queue=ticket.queue,
-                position=ticket.position,
-                token=ticket.token,
-                priority=ticket.priority,
-            ),
-        )
+        self._reply_queued(peer, req.id, ticket)
 
     # ------------------------------------------------------------------ staff
 

@@ -275,11 +275,10 @@ class Connection:
 
     async def _reader(self) -> None:
         relay = self.relay
-        stream = self.stream
         ws = self.ws
         max_bytes = relay.config.max_message_bytes
         while True:
-            data = bytes(await stream.receive_some(RECEIVE_SIZE))
+            data = await self._receive()
             if not data:
                 return
             self.last_rx = received = trio.current_time()
@@ -308,6 +307,31 @@ class Connection:
             relay.flush(received)
             if self.closing:
                 return
+
+    async def _receive(self) -> bytes:
+        """Read what the socket has (b"" at end of stream), yielding exactly once.
+
+        Trio's ``receive_some`` checkpoints before and after a read that succeeds and
+        goes through several layers per call; on the per-message path this reads the
+        descriptor directly and waits through ``trio.lowlevel`` only when there is
+        nothing to read. Errors map to Trio's (handled in ``run``).
+        """
+        fd = self.fd
+        if fd < 0:
+            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+        waited = False
+        while True:
+            try:
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)  # a yield (and a cancel point)
+                waited = True
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError from exc
+            if not waited:
+                await trio.lowlevel.checkpoint()  # never run without yielding
+            return data
 
     def _on_frame(self, message: bytes, now: float) -> None:
         """Decrypt, decode and dispatch one client frame (synchronously)."""

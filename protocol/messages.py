@@ -607,6 +607,7 @@ class PendingItems(Reply):
     id: int = number(1)
     room: str = text(MAX_CODE_LEN)
     items: tuple[PendingItem, ...] = items()
+    more: bool = False  #: more items wait than fit one reply (oldest are listed first)
 
 
 @server("error")

@@ -33,6 +33,10 @@ from .auth import Auth
 from .settings import FlowSettings
 
 EXPIRED_REASON = "expired: no moderator decided in time"
+#: Bytes of bodies (plus per-item overhead) one ``pending_items`` reply may carry, so
+#: that it always fits one envelope (``codec.MAX_ENVELOPE`` is 65,517).
+PENDING_REPLY_BUDGET = 60_000
+PENDING_ITEM_OVERHEAD = 64
 
 
 @dataclass(eq=False, slots=True)
@@ -106,11 +110,20 @@ class Moderation:
     def pending_list(self, peer: Peer, req: m.PendingList, now: float) -> None:
         room = self.auth.moderator_seat(peer, req.room, now).room
         self._expire_room(room, now)
-        items = tuple(
-            m.PendingItem(item=e.item, alias=e.author.alias, body=e.body)
-            for e in list(room.pending.values())[: m.MAX_LIST_LEN]
+        # Oldest first, as many as fit one envelope (bodies may be up to max_body_bytes
+        # each); ``more`` says the rest waits for a decision on these.
+        items: list[m.PendingItem] = []
+        budget = PENDING_REPLY_BUDGET
+        for entry in room.pending.values():
+            cost = len(entry.body) + PENDING_ITEM_OVERHEAD
+            if cost > budget or len(items) == m.MAX_LIST_LEN:
+                break
+            budget -= cost
+            items.append(m.PendingItem(item=entry.item, alias=entry.author.alias, body=entry.body))
+        more = len(items) < len(room.pending)
+        self.hub.reply(
+            peer, m.PendingItems(id=req.id, room=room.code, items=tuple(items), more=more)
         )
-        self.hub.reply(peer, m.PendingItems(id=req.id, room=room.code, items=items))
 
     def approve(self, peer: Peer, req: m.Approve, now: float) -> None:
         room = self.auth.moderator_seat(peer, req.room, now).room

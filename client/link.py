@@ -192,11 +192,14 @@ async def close_websocket(ws: WebSocketConnection, code: int = 1000) -> None:
     is meant to wait for the server's TCP close) and when its handshake times out; the
     socket would then leak until garbage collection. Safe to call more than once.
     """
-    with trio.move_on_after(CLOSE_TIMEOUT):
-        await ws.aclose(code)
-    stream = getattr(ws, "_stream", None)
-    if stream is not None:
-        await trio.aclose_forcefully(stream)
+    try:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await ws.aclose(code)
+    finally:
+        # Even when the polite close fails (the relay already dropped the stream).
+        stream = getattr(ws, "_stream", None)
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
 
 
 async def open_link(

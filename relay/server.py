@@ -183,7 +183,12 @@ class Relay:
         """Serve one accepted TCP stream (never asks it for the peer's address)."""
         conn = Connection(self, stream)
         self.connections.add(conn)
-        await conn.run()
+        try:
+            await conn.run()
+        except Exception:
+            # Last line of defence: a bug in one connection must not end the relay (the
+            # accept loop would die with it). The traceback passes the privacy filter.
+            log.exception("connection task failed")
 
     async def housekeeping(self) -> None:
         """Once a second: expire seats and rooms, ping quiet peers, close idle ones."""

@@ -7,11 +7,16 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import client
 from client import errors
 from protocol import messages as m
+from relay.connection import Connection
 from tests.conftest import start_relay
+
+from .conftest import Harness
+from .wire import req
 
 
 class Records(logging.Handler):
@@ -46,3 +51,37 @@ async def test_handler_bug_is_contained(nursery: trio.Nursery) -> None:
         await conn.ping()  # the same connection still works
         await room.send(b"still here")
     assert any("request handler failed: Ping" in text for text in records.messages)
+
+
+async def test_connection_bug_is_contained(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception escaping one connection's task ends that connection only."""
+    info = await harness.start()
+    victim = await harness.client()
+    bystander = await harness.client()
+    room = await bystander.call(req(m.CreateRoom, kind="group"), m.Joined)
+    victim_conn = next(c for c in info.relay.connections if c.peer is not None
+                       and not c.peer.seats)  # fmt: skip
+    original = Connection._on_frame
+
+    def explode(self: Connection, message: bytes, now: float) -> None:
+        if self is victim_conn:
+            raise RuntimeError("bug")
+        original(self, message, now)
+
+    monkeypatch.setattr(Connection, "_on_frame", explode)
+    records = Records()
+    logger = logging.getLogger("haven.relay")
+    logger.addHandler(records)
+    try:
+        await victim.send(m.Ping(id=victim.next_id()))
+        await victim.wait_closed()
+        await trio.testing.wait_all_tasks_blocked()  # the relay logs after it closes
+    finally:
+        logger.removeHandler(records)
+    assert "connection task failed" in records.messages
+    # The relay still serves the other connection and accepts new ones.
+    await bystander.call(req(m.Send, room=room.seat.room, body=b"still here"), m.Sent)
+    newcomer = await harness.client()
+    await newcomer.call(req(m.Ping), m.Pong)

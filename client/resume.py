@@ -100,7 +100,11 @@ class ResumingConnection(ConnectionCore):
             while link is not None:
                 await link.done.wait()
                 if self._closing:
-                    break  # ``close`` closes the link
+                    # ``close`` closes the current link, but a link that dropped just
+                    # before is no longer current: close it here (idempotent).
+                    with trio.CancelScope(shield=True):
+                        await link.aclose()
+                    break
                 await link.aclose()
                 if self._final is not None:
                     break

@@ -353,7 +353,7 @@ class Hub:
         if room.seats.get(seat.alias) is not seat:
             return
         del room.seats[seat.alias]
-        self.tokens.pop(seat.token, None)
+        self.forget_tokens(seat)
         self.held.discard(seat)
         if seat.peer is not None:
             seat.peer.seats.pop(room.code, None)
@@ -376,7 +376,7 @@ class Hub:
     def drop_room(self, room: Room) -> None:
         """Forget a room and every seat, token and pending item in it."""
         for seat in room.seats.values():
-            self.tokens.pop(seat.token, None)
+            self.forget_tokens(seat)
             self.held.discard(seat)
             if seat.peer is not None:
                 seat.peer.seats.pop(room.code, None)
@@ -488,6 +488,11 @@ class Hub:
             self.resumers[type(target)](peer, req, target, now)
             return
         seat = target
+        if req.token == seat.prev_token and seat.peer is not None:
+            # The previous token only stands in for a ``joined`` lost with a dropped
+            # connection: while the seat is connected it is as dead as any old token.
+            self.stats["resume_failed"] += 1
+            fail(ErrorCode.RESUME_FAILED)
         room = seat.room
         after = max(req.after, seat.join_seq)
         if after > room.seq:
@@ -505,9 +510,7 @@ class Hub:
             # The old connection has not noticed it is gone; the token holder wins.
             seat.peer.seats.pop(room.code, None)
         was_away = seat.peer is None
-        del self.tokens[seat.token]
-        seat.token = codes.new_token()
-        self.tokens[seat.token] = seat
+        self._rotate(seat, req.token)
         seat.peer = peer
         seat.away_since = None
         self.held.discard(seat)
@@ -521,6 +524,26 @@ class Hub:
             seat.missed = None
         if was_away:
             self._presence(seat, "back")
+
+    def _rotate(self, seat: Seat, presented: bytes) -> None:
+        """Give the seat a new token; the one just presented stays as ``prev_token``.
+
+        If the ``joined`` carrying the new token is lost with a connection that drops at
+        once, the client still holds only ``presented``: it may resume with it once more
+        while the seat is held. Every older token is forgotten.
+        """
+        for old in (seat.token, seat.prev_token):
+            if old is not None and old != presented:
+                self.tokens.pop(old, None)
+        seat.prev_token = presented
+        seat.token = codes.new_token()
+        self.tokens[seat.token] = seat
+
+    def forget_tokens(self, seat: Seat) -> None:
+        """Drop every token that leads to ``seat`` (it is released or its room ended)."""
+        self.tokens.pop(seat.token, None)
+        if seat.prev_token is not None:
+            self.tokens.pop(seat.prev_token, None)
 
     def _directory(self, peer: Peer, req: m.Directory, now: float) -> None:
         entries = [

@@ -37,6 +37,9 @@ class Seat:
     moderator: bool = False
     muted: bool = False
     away_since: float | None = None
+    #: The token this seat was last resumed with, valid once more while the seat is held
+    #: (covers a ``joined`` lost with its connection; see ``Hub._rotate``).
+    prev_token: bytes | None = None
     last_typing: float = float("-inf")
     #: Private events (not in the room ring) that arrived while the seat was held.
     #: (Created on first use: an empty deque costs ~600 bytes on every idle seat.)

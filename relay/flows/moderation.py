@@ -189,12 +189,13 @@ class Moderation:
         if target.peer is not None:
             self.removed_peers.setdefault(room, set()).add(target.peer)
             self.hub.reply(target.peer, m.Removed(room=room.code))
-        token = target.token
+        tokens = [t for t in (target.token, target.prev_token) if t is not None]
         self.hub.release(target, "removed")
         if room.code in self.hub.rooms:
-            marker = RemovedSeat(room=room, token=token, since=now)
-            self.removed_tokens[token] = marker
-            self.hub.tokens[token] = marker
+            for token in tokens:
+                marker = RemovedSeat(room=room, token=token, since=now)
+                self.removed_tokens[token] = marker
+                self.hub.tokens[token] = marker
         self.hub.reply(peer, m.Ok(id=req.id))
 
     def resume_removed(self, peer: Peer, req: m.Resume, marker: RemovedSeat, now: float) -> None:

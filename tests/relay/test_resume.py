@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 
 import trio
+import trio.testing
 
 from protocol import messages as m
 from protocol.errors import ErrorCode
@@ -162,3 +163,37 @@ async def test_resume_within_buffer_replays_in_order(
     # b's presence events for a (away/back) are not a's own: a sees none about itself.
     await again.call(lambda i: m.Ping(id=i), m.Pong)
     assert not [e for e in again.events if isinstance(e, m.Presence)]
+
+
+async def test_resume_survives_a_joined_lost_with_its_connection(harness: Harness) -> None:
+    """A client whose resume reply (with the new token) died with the connection still
+    holds only the token it presented: that token works once more while the seat is
+    held, and every acked message still arrives exactly once."""
+    info = await harness.start()
+    code, (a, b), seats = await harness.room(2)
+    token, after = seats[0].token, seats[1].seq
+    await a.abort()
+    await b.call(req(m.Send, room=code, body=b"one"), m.Sent)
+
+    doomed = await harness.client()
+    await doomed.send(m.Resume(id=doomed.next_id(), token=token, after=after))
+    await trio.testing.wait_all_tasks_blocked()  # the relay resumed and rotated the token
+    seat = info.relay.hub.tokens[token]
+    never_seen = seat.token
+    assert never_seen != token
+    await doomed.abort()  # ... and the reply is lost with the connection
+    await trio.testing.wait_all_tasks_blocked()
+    assert seat.peer is None  # held again
+    await b.call(req(m.Send, room=code, body=b"two"), m.Sent)
+
+    again = await harness.client()
+    joined = await again.call(req(m.Resume, token=token, after=after), m.Joined)
+    assert joined.seat.resumed
+    assert joined.seat.token not in (token, never_seen)
+    assert never_seen not in info.relay.hub.tokens
+    bodies = [(await again.event(m.Deliver)).body for _ in range(2)]
+    assert bodies == [b"one", b"two"]
+    # The token that never reached the client is gone; the one presented is dead while
+    # the seat is connected.
+    stranger = await harness.client()
+    await stranger.error(req(m.Resume, token=token, after=0), ErrorCode.RESUME_FAILED)

@@ -4,14 +4,16 @@ Why wsproto directly rather than trio-websocket on the relay side: trio-websocke
 routes every received message through a memory channel and takes a lock plus a
 ``send_all`` for every sent frame. Fanning a room message out to nine peers that way
 costs nine awaits. Here a room message becomes nine frames appended synchronously to
-nine outbound buffers, and each connection's single writer task flushes whatever has
-accumulated with one ``send_all`` (see docs/benchmarks.md for the measured effect).
+nine outbound buffers, and each connection writes whatever has accumulated at once
+(see docs/benchmarks.md for the measured effect).
 
 Shape per connection:
 
-* the connection task reads, handles every frame one ``receive_some`` returned, then
-  lets the relay flush the resulting deliveries once (batching);
-* a writer task sleeps on a parking lot until bytes are queued, then writes them all;
+* the connection task reads, handles every frame one read returned, then lets the
+  relay flush the resulting deliveries once (batching);
+* after a flush each touched connection writes its buffer straight to the socket
+  (``kick``) when nothing is in flight; what the kernel does not take is left to a
+  writer task, which sleeps on a parking lot until needed and then ``send_all``s;
 * the outbound buffer is bounded in bytes: a peer that would exceed it is a slow
   consumer and is dropped with close code 4406, never slowing its rooms.
 
@@ -93,8 +95,7 @@ class Connection:
 
     __slots__ = (
         "_lot", "_partial", "_partial_len", "_scope", "backlog", "buf", "closing", "dirty", "fd",
-        "last_ping", "last_rx", "peer", "pow_seed", "relay", "sending", "stream", "transport",
-        "writer_done", "ws",
+        "last_ping", "last_rx", "peer", "pow_seed", "relay", "sending", "stream", "transport", "ws",
     )  # fmt: skip
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream) -> None:
@@ -108,7 +109,6 @@ class Connection:
         self.buf: list[bytes] = []
         self.backlog = 0
         self.closing = False
-        self.writer_done = False
         self.last_rx = trio.current_time()
         self.last_ping = self.last_rx
         self._lot = trio.lowlevel.ParkingLot()
@@ -440,7 +440,6 @@ class Connection:
                 self.relay.metrics.latency.observe(trio.current_time() - queued)
                 self.relay.metrics.bytes_out.inc(len(data))
         finally:
-            self.writer_done = True
             if self._scope is not None:
                 self._scope.cancel()
 

@@ -17,6 +17,7 @@ means) are listed in ``SERIES`` so the deploy/ artefacts can be checked against 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
@@ -377,10 +378,56 @@ async def serve_metrics(
 ) -> None:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` (tiny HTTP/1.1 over h11)."""
     async def handler(stream: trio.SocketStream) -> None:
-        await _http(relay, stream)
+        try:
+            await _http(relay, stream)
+        except Exception:
+            # Whatever goes wrong with one scrape costs that scrape, never the relay
+            # (this task runs in the relay's main nursery). Nothing about the peer is
+            # logged; the traceback passes the privacy filter.
+            log.exception("metrics request failed")
 
     task_status.started()
     await trio.serve_listeners(handler, listeners)
+
+
+#: One HTTP answer: status, body, content type, extra headers.
+_Route = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+#: Methods the health and metrics endpoints answer; anything else gets 405.
+_METHODS = (b"GET", b"HEAD")
+
+
+def _route(relay: Relay, request: h11.Request) -> _Route:
+    """Status, body, content type and extra headers for one request (no I/O)."""
+    if request.method not in _METHODS:
+        return 405, b"method not allowed\n", b"text/plain", [(b"allow", b"GET, HEAD")]
+    path = request.target.split(b"?", 1)[0]
+    if path == b"/metrics":
+        return 200, relay.metrics.render(), b"text/plain; version=0.0.4; charset=utf-8", []
+    if path == b"/healthz":
+        return 200, b"ok\n", b"text/plain", []
+    if path == b"/readyz":
+        ready = not relay.draining and relay.accepting
+        return (200, b"ready\n", b"text/plain", []) if ready else (
+            503, b"draining\n", b"text/plain", []
+        )
+    return 404, b"not found\n", b"text/plain", []
+
+
+def _respond(conn: h11.Connection, request: h11.Request | None, route: _Route) -> bytes:
+    """Serialise one response; a HEAD response carries the headers but no body."""
+    status, body, ctype, extra = route
+    headers = [
+        (b"content-type", ctype),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"connection", b"close"),
+        *extra,
+    ]
+    out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+    if request is None or request.method != b"HEAD":
+        out += conn.send(h11.Data(data=body)) or b""
+    out += conn.send(h11.EndOfMessage()) or b""
+    return out
 
 
 async def _http(relay: Relay, stream: trio.abc.Stream) -> None:
@@ -388,7 +435,15 @@ async def _http(relay: Relay, stream: trio.abc.Stream) -> None:
     try:
         with trio.move_on_after(5):
             while True:
-                event = conn.next_event()
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError:
+                    # Garbage instead of HTTP: answer 400 if h11 still can, then hang up.
+                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                        route: _Route = (400, b"bad request\n", b"text/plain", [])
+                        with contextlib.suppress(h11.LocalProtocolError):
+                            await stream.send_all(_respond(conn, None, route))
+                    return
                 if event is h11.NEED_DATA:
                     data = bytes(await stream.receive_some(8192))
                     conn.receive_data(data)
@@ -397,27 +452,9 @@ async def _http(relay: Relay, stream: trio.abc.Stream) -> None:
                     continue
                 if not isinstance(event, h11.Request):
                     return
-                path = event.target.split(b"?", 1)[0]
-                status, body, ctype = 404, b"not found\n", b"text/plain"
-                if path == b"/metrics":
-                    status, body = 200, relay.metrics.render()
-                    ctype = b"text/plain; version=0.0.4; charset=utf-8"
-                elif path == b"/healthz":
-                    status, body = 200, b"ok\n"
-                elif path == b"/readyz":
-                    ready = not relay.draining and relay.accepting
-                    status, body = (200, b"ready\n") if ready else (503, b"draining\n")
-                headers = [
-                    (b"content-type", ctype),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ]
-                out = conn.send(h11.Response(status_code=status, headers=headers))
-                out = (out or b"") + (conn.send(h11.Data(data=body)) or b"")
-                out += conn.send(h11.EndOfMessage()) or b""
-                await stream.send_all(out)
+                await stream.send_all(_respond(conn, event, _route(relay, event)))
                 return
-    except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
         return
     finally:
         await trio.aclose_forcefully(stream)

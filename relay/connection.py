@@ -82,6 +82,14 @@ def close_code(code: ErrorCode) -> int:
     return 4000 + int(code)
 
 
+#: Most WebSocket frames one message may arrive in (browsers and the SDKs send one).
+MAX_FRAGMENTS = 64
+
+
+class MessageTooBig(Exception):
+    """Internal: a message passed ``max_message_bytes`` or ``MAX_FRAGMENTS`` (close 1009)."""
+
+
 class HandshakeFailed(Exception):
     """Internal: the upgrade or Noise handshake failed for a reason in ``reason``."""
 
@@ -233,12 +241,13 @@ class Connection:
         while True:
             for event in self.ws.events():
                 if isinstance(event, BytesMessage):
-                    message = self._assemble(event)
+                    try:
+                        message = self._assemble(event)
+                    except MessageTooBig:
+                        await self._refuse(CLOSE_TOO_BIG, "message too big")
+                        raise HandshakeFailed("websocket") from None
                     if message is not None:
                         return message
-                    if self._partial_len > self.relay.config.max_message_bytes:
-                        await self._refuse(CLOSE_TOO_BIG, "message too big")
-                        raise HandshakeFailed("websocket")
                 elif isinstance(event, Ping):
                     await self.stream.send_all(self.ws.send(event.response()))
                 else:
@@ -255,16 +264,24 @@ class Connection:
                 await self.stream.send_all(self.ws.send(CloseConnection(code=code, reason=reason)))
 
     def _assemble(self, event: BytesMessage) -> bytes | None:
-        """Join message fragments; ``None`` until the message is complete."""
+        """Join message fragments; ``None`` until the message is complete.
+
+        Raises ``MessageTooBig`` past ``max_message_bytes`` or ``MAX_FRAGMENTS`` pieces:
+        counting only payload bytes let a flood of empty continuation frames grow the
+        fragment list without limit.
+        """
+        limit = self.relay.config.max_message_bytes
         if event.message_finished and not self._partial:
-            if len(event.data) <= self.relay.config.max_message_bytes:
-                return bytes(event.data)
-            # Over the limit in one piece: the caller sees _partial_len and closes (1009).
-            self._partial_len = len(event.data)
-            return None
+            if len(event.data) > limit:
+                raise MessageTooBig
+            return bytes(event.data)
         self._partial.append(bytes(event.data))
         self._partial_len += len(event.data)
-        if not event.message_finished or self._partial_len > self.relay.config.max_message_bytes:
+        if self._partial_len > limit or len(self._partial) > MAX_FRAGMENTS:
+            self._partial.clear()
+            self._partial_len = 0
+            raise MessageTooBig
+        if not event.message_finished:
             return None
         data = b"".join(self._partial)
         self._partial.clear()
@@ -276,7 +293,6 @@ class Connection:
     async def _reader(self) -> None:
         relay = self.relay
         ws = self.ws
-        max_bytes = relay.config.max_message_bytes
         while True:
             data = await self._receive()
             if not data:
@@ -287,13 +303,19 @@ class Connection:
                 ws.receive_data(data)
                 for event in ws.events():
                     if isinstance(event, BytesMessage):
-                        message = self._assemble(event)
+                        try:
+                            message = self._assemble(event)
+                        except MessageTooBig:
+                            self.close(CLOSE_TOO_BIG, "message too big")
+                            break
                         if message is not None:
                             self._on_frame(message, received)
-                        elif self._partial_len > max_bytes:
-                            self.close(CLOSE_TOO_BIG, "message too big")
                     elif isinstance(event, Ping):
-                        self._push_bytes(ws.send(event.response()))
+                        # A ping is a frame like any other: it costs a token, and a
+                        # ping flood is refused like a request flood.
+                        assert self.peer is not None
+                        if relay.hub.charge(self.peer, received) is None:
+                            self._push_bytes(ws.send(event.response()))
                     elif isinstance(event, CloseConnection):
                         if ws.state is ConnectionState.REMOTE_CLOSING:
                             self._push_bytes(ws.send(event.response()))

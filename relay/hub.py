@@ -31,6 +31,10 @@ Handler = Callable[["Peer", Any, float], None]
 
 log = logging.getLogger("haven.hub")
 
+#: Rate-limited frames a connection may send (refilled at ``STRIKE_REFILL_PER_S``)
+#: before it is closed with 4400: it keeps sending although told to wait.
+MAX_STRIKES = 50
+STRIKE_REFILL_PER_S = 1.0
 #: Most directory entries in one reply (each entry is ~15 codec items; 2048 allowed).
 MAX_DIRECTORY = 100
 #: Coarse member-count buckets shown in the directory, so exact counts do not leak.
@@ -52,7 +56,10 @@ class Peer:
     ``sink`` is the shell's handle for delivering to this peer; the core never uses it.
     """
 
-    __slots__ = ("bucket", "claims", "closed", "last_id", "pow_seed", "seats", "sink", "tickets")
+    __slots__ = (
+        "bucket", "claims", "closed", "last_id", "pow_seed", "refusals", "seats", "sink",
+        "tickets",
+    )  # fmt: skip
 
     def __init__(
         self, config: Config, now: float, sink: Any = None, pow_seed: bytes = b""
@@ -61,6 +68,8 @@ class Peer:
         self.tickets: dict[str, Any] = {}  #: queue name -> place in line (flows)
         self.claims: Any = None  #: verified token claims (flows)
         self.last_id = 0
+        #: Budget of rate-limit refusals before the connection is closed (``Hub.charge``).
+        self.refusals: TokenBucket | None = None
         self.bucket = TokenBucket(config.rate_per_s, config.rate_burst, now)
         self.sink = sink
         self.closed = False
@@ -83,6 +92,8 @@ class Hub:
         self.tokens: dict[bytes, Any] = {}  #: resume token -> Seat (or a queue ticket)
         self.held: set[Seat] = set()  #: seats whose connection dropped
         self.out: list[tuple[Peer, m.Message]] = []
+        #: Connections the shell must close, with the reason (rule breakers, shedding).
+        self.to_close: list[tuple[Peer, ErrorCode]] = []
         self.peers = 0
         #: Current proof-of-work difficulty in bits (admission control adjusts it).
         self.pow_difficulty = 0
@@ -121,15 +132,34 @@ class Hub:
         self.peers += 1
         return Peer(self.config, now, sink, pow_seed)
 
+    def charge(self, peer: Peer, now: float) -> float | None:
+        """Charge one inbound frame to the peer's token bucket: ``None``, or the wait.
+
+        Every frame costs a token before any other work (a reused id, a malformed
+        envelope, a ping, a refused request alike), so a connection's cost is capped by
+        its rate limit. Refused frames are answered (so a client never waits for a reply
+        that will not come) but draw on a second, small bucket: a connection that keeps
+        sending while refused (more than ``MAX_STRIKES`` refusals, refilled at one per
+        second) is breaking the rules and is closed with 4400.
+        """
+        wait = peer.bucket.take(now)
+        if wait is None:
+            return None
+        if peer.refusals is None:
+            peer.refusals = TokenBucket(STRIKE_REFILL_PER_S, MAX_STRIKES, now)
+        if peer.refusals.take(now) is not None:
+            self.to_close.append((peer, ErrorCode.RATE_LIMITED))
+        return wait
+
     def handle(self, peer: Peer, req: m.Request, now: float) -> None:
         """Handle one request; its reply (or typed error) and events land in ``out``."""
         try:
+            wait = self.charge(peer, now)
+            if wait is not None:
+                fail(ErrorCode.RATE_LIMITED, retry_after=wait)
             if req.id <= peer.last_id:
                 fail(ErrorCode.BAD_REQUEST_ID)
             peer.last_id = req.id
-            wait = peer.bucket.take(now)
-            if wait is not None:
-                fail(ErrorCode.RATE_LIMITED, retry_after=wait)
             handler = self.handlers.get(type(req))
             if handler is None:
                 fail(ErrorCode.UNEXPECTED_MESSAGE, "this relay does not offer that request")
@@ -151,7 +181,7 @@ class Hub:
 
     def bad_request(self, peer: Peer, exc: HavenError, request_id: int, now: float) -> None:
         """Answer an envelope that did not decode; it costs a rate-limit token too."""
-        wait = peer.bucket.take(now)
+        wait = self.charge(peer, now)
         if wait is not None:
             exc = RequestError(code=ErrorCode.RATE_LIMITED, retry_after=wait)
         self.error(peer, request_id, exc)

@@ -57,6 +57,7 @@ LIMIT_REASONS = (
     "connections",  # max_connections reached (close 4402)
     "handshake_rate",  # handshake_rate_per_s exceeded (close 4402)
     "rate",  # a connection's request token bucket (RATE_LIMITED)
+    "rate_abuse",  # kept sending while rate-limited: connection closed (4400)
     "rooms",  # max_rooms or max_rooms_per_connection (TOO_MANY_ROOMS)
     "room_full",  # a room's member cap (ROOM_FULL)
     "queue_full",  # an intake queue's length cap (QUEUE_FULL)

@@ -155,6 +155,8 @@ class Relay:
                         continue
                     last = msg
                 conn.push_padded(padded)
+        if hub.to_close:
+            self._close_requested()
         dirty = self.dirty
         if dirty:
             self.dirty = []
@@ -163,6 +165,19 @@ class Relay:
             latency = 0.0 if received is None else now - received
             for conn in dirty:
                 conn.kick(latency)
+
+    def _close_requested(self) -> None:
+        """Close the connections the hub gave up on (after their last replies)."""
+        closing = self.hub.to_close
+        self.hub.to_close = []
+        for peer, code in closing:
+            conn = peer.sink
+            if conn is None or conn.closing:
+                continue
+            if code is ErrorCode.RATE_LIMITED:
+                self.metrics.limit_hit("rate_abuse")
+                log.info("closed a connection that kept sending while rate-limited")
+            conn.close(close_code(code), "closed by the relay")
 
     def slow_consumer(self, conn: Connection) -> None:
         """A connection's backlog overflowed: drop it, never slow its rooms."""

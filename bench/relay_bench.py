@@ -56,6 +56,9 @@ HAVEN_BENCH_FLAGS = [
     "--handshake-burst", "1000000",
     "--pow-expensive-per-s", "1000000",
     "--outbound-backlog-bytes", str(256 * MIB),
+    "--room-rate-bytes-per-s", str(1024 * MIB),
+    "--room-burst-bytes", str(1024 * MIB),
+    "--resume-buffer-bytes", str(2048 * MIB),
     "--drain-grace", "0.5",
     "--log-level", "WARNING",
 ]  # fmt: skip

@@ -41,7 +41,7 @@ MAX_BODY = 61440
 ROOM_KINDS = ("direct", "group")
 PRESENCE_EVENTS = ("joined", "left", "away", "back", "removed")
 MODERATION_ACTIONS = ("muted", "unmuted", "locked", "unlocked")
-CLOSE_REASONS = ("closed", "expired", "schedule", "empty", "draining")
+CLOSE_REASONS = ("closed", "expired", "schedule", "empty", "draining", "taken_over")
 ROLES = ("staff", "moderator", "responder")
 
 

@@ -58,6 +58,12 @@ class Config:
     resume_grace: float = 60 * SECONDS  #: a dropped seat is held this long
     resume_buffer: int = 256  #: room events kept per room for resume
     resume_private_buffer: int = 64  #: private events kept per held seat
+    resume_buffer_bytes: int = 1 * MIB  #: bytes of events kept per room for resume
+    #: Sustained bytes per second of sequenced traffic one room may carry (each message
+    #: counts its body plus 256 bytes of framing), so that a member reading at this rate
+    #: never falls further behind than the ring holds (docs/protocol.md section 8).
+    room_rate_bytes_per_s: int = 24 * KIB
+    room_burst_bytes: int = 256 * KIB  #: bytes a room may carry in a burst above that rate
 
     # Admission control (relay/admission.py; the curve is in docs/operations.md).
     handshake_rate_per_s: float = 200.0  #: new handshakes/s before 4402 SERVER_FULL
@@ -176,7 +182,8 @@ def validate(config: Config) -> None:
         "max_message_bytes", "outbound_backlog_bytes", "rate_per_s", "rate_burst",
         "max_rooms", "max_rooms_per_connection", "max_members", "max_members_limit",
         "max_body_bytes", "room_idle_ttl", "room_hard_ttl", "resume_buffer",
-        "resume_private_buffer", "close_timeout", "handshake_rate_per_s", "handshake_burst",
+        "resume_private_buffer", "resume_buffer_bytes", "room_rate_bytes_per_s",
+        "room_burst_bytes", "close_timeout", "handshake_rate_per_s", "handshake_burst",
         "pow_start_load", "pow_expensive_per_s", "pow_cooldown",
     ]  # fmt: skip
     for name in positive:
@@ -195,6 +202,13 @@ def validate(config: Config) -> None:
     for name in ("typing_interval", "drain_grace", "drain_retry_after"):
         if getattr(config, name) < 0:
             raise ConfigError(f"setting {name!r} must not be negative")
+    if config.room_burst_bytes < config.max_body_bytes + 256:
+        raise ConfigError("setting 'room_burst_bytes' must hold one largest message")
+    if config.resume_buffer_bytes < config.room_burst_bytes + config.outbound_backlog_bytes // 4:
+        raise ConfigError(
+            "setting 'resume_buffer_bytes' must cover 'room_burst_bytes' plus a quarter of "
+            "'outbound_backlog_bytes' (what a member may be behind; see docs/operations.md)"
+        )
     if config.rate_per_s < 1:
         raise ConfigError("setting 'rate_per_s' must be at least 1")
     if not 0 <= config.pow_min_difficulty <= config.pow_max_difficulty <= 32:

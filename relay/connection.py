@@ -391,9 +391,15 @@ class Connection:
     def _push_bytes(self, data: bytes) -> None:
         self.buf.append(data)
         self.backlog += len(data)
-        if self.backlog > self.relay.config.outbound_backlog_bytes and not self.closing:
-            self.relay.slow_consumer(self)
-            return
+        relay = self.relay
+        if self.backlog > relay.congested_bytes:
+            if self.backlog > relay.config.outbound_backlog_bytes and not self.closing:
+                relay.slow_consumer(self)
+                return
+            if self.peer is not None:
+                # Past the low-water mark: room events are pulled from the ring from
+                # now on, as this socket drains (``Hub.broadcast``, ``Hub.refill``).
+                self.peer.congested = True
         if not self.dirty:
             self.dirty = True
             self.relay.dirty.append(self)
@@ -427,6 +433,9 @@ class Connection:
             buf.clear()
             if written == len(data):
                 self.backlog = 0
+                peer = self.peer
+                if peer is not None and (peer.congested or peer.catching_up):
+                    self._lot.unpark()  # the writer task refills from the ring
                 return
             rest = data[written:]
             buf.append(rest)
@@ -448,6 +457,15 @@ class Connection:
                 if not buf:
                     if self.closing:
                         break
+                    peer = self.peer
+                    if peer is not None:
+                        peer.congested = False
+                        if peer.catching_up:
+                            # Drained while seats are behind: pull the next part of
+                            # their rooms' rings, then yield before writing it.
+                            self.relay.refill(self)
+                            await trio.lowlevel.checkpoint()
+                            continue
                     await lot.park()
                     continue
                 data = buf[0] if len(buf) == 1 else b"".join(buf)

@@ -25,12 +25,15 @@ from protocol.errors import CodeFormatError, ErrorCode, HavenError, RequestError
 from .aliases import new_alias
 from .config import Config
 from .limits import TokenBucket
-from .rooms import Room, Seat
+from .rooms import EVENT_OVERHEAD, Room, Seat, event_bytes
 
 Handler = Callable[["Peer", Any, float], None]
 
 log = logging.getLogger("haven.hub")
 
+#: Bytes of ring events queued for a catching-up connection per refill (the shell
+#: refills whenever the connection's socket has drained).
+REFILL_BYTES = 128 * 1024
 #: Rate-limited frames a connection may send (refilled at ``STRIKE_REFILL_PER_S``)
 #: before it is closed with 4400: it keeps sending although told to wait.
 MAX_STRIKES = 50
@@ -57,8 +60,8 @@ class Peer:
     """
 
     __slots__ = (
-        "bucket", "claims", "closed", "last_id", "pow_seed", "refusals", "seats", "sink",
-        "tickets",
+        "bucket", "catching_up", "claims", "closed", "congested", "last_id", "pow_seed",
+        "refusals", "seats", "sink", "tickets",
     )  # fmt: skip
 
     def __init__(
@@ -73,6 +76,11 @@ class Peer:
         self.bucket = TokenBucket(config.rate_per_s, config.rate_burst, now)
         self.sink = sink
         self.closed = False
+        #: Set by the shell while this connection's unsent bytes are over the low-water
+        #: mark: new room events are then not pushed but pulled from the ring later.
+        self.congested = False
+        #: Some seat of this peer is catching up (``Seat.behind``): refill on drain.
+        self.catching_up = False
         #: Random per-connection seed of the proof-of-work challenge (see protocol.pow).
         self.pow_seed = pow_seed or secrets.token_bytes(32)
 
@@ -194,6 +202,7 @@ class Hub:
         self.peers -= 1
         for seat in list(peer.seats.values()):
             seat.peer = None
+            seat.behind = None  # a resume says where the client really is
             seat.away_since = now
             self.held.add(seat)
             self._presence(seat, "away")
@@ -221,9 +230,10 @@ class Hub:
 
     def private(self, seat: Seat, msg: m.Message) -> None:
         """Deliver a private (unsequenced) event to one seat, holding it if away."""
-        if seat.peer is not None:
+        if seat.peer is not None and seat.behind is None:
             self.out.append((seat.peer, msg))
             return
+        # Held, or catching up: kept, and delivered after the room events it follows.
         if seat.missed is None:
             seat.missed = deque()
         if len(seat.missed) < self.config.resume_private_buffer:
@@ -232,22 +242,86 @@ class Hub:
             seat.missed_overflow = True
 
     def broadcast(self, room: Room, event: m.Message, seq: int, exclude: Seat | None) -> None:
-        """Deliver a sequenced room event to every present seat but ``exclude``."""
+        """Deliver a sequenced room event to every present seat but ``exclude``.
+
+        A seat whose connection is congested is not pushed to: it switches to catching
+        up and will pull this event from the ring when its socket drains. A catching-up
+        seat whose next event has left the ring can no longer be served without a gap:
+        its connection is dropped as a slow consumer (its resume then fails with 209).
+        """
         room.record(seq, event, exclude)
+        oldest = room.ring[0][0]
         out = self.out
         n = 0
         for seat in room.seats.values():
             peer = seat.peer
-            if peer is not None and seat is not exclude:
-                out.append((peer, event))
-                n += 1
+            if peer is None or seat is exclude:
+                continue
+            behind = seat.behind
+            if behind is None:
+                if not peer.congested:
+                    out.append((peer, event))
+                    n += 1
+                    continue
+                seat.behind = behind = seq - 1
+                peer.catching_up = True
+            if behind + 1 < oldest:
+                self.to_close.append((peer, ErrorCode.SLOW_CONSUMER))
         self.stats["deliveries"] += n
 
     def ephemeral(self, room: Room, event: m.Message, exclude: Seat | None) -> None:
-        """Deliver an unsequenced, never-replayed event (typing) to present seats."""
+        """Deliver an unsequenced, never-replayed event (typing) to present seats.
+
+        Skipped for seats that are behind: typing is worthless late.
+        """
         for seat in room.seats.values():
-            if seat.peer is not None and seat is not exclude:
-                self.out.append((seat.peer, event))
+            peer = seat.peer
+            if (
+                peer is not None
+                and seat is not exclude
+                and seat.behind is None
+                and not peer.congested
+            ):
+                self.out.append((peer, event))
+
+    def refill(self, peer: Peer, budget: int) -> None:
+        """Queue up to ``budget`` bytes of ring events for the peer's catching-up seats.
+
+        Called by the shell when the peer's socket has drained (and at once after a
+        resume). A seat that reaches its room's last event gets its kept private events
+        and goes live again. A seat whose next event has left the ring is a slow
+        consumer (its connection is closed; see ``broadcast``).
+        """
+        still = False
+        for seat in list(peer.seats.values()):
+            behind = seat.behind
+            if behind is None:
+                continue
+            room = seat.room
+            if behind < room.seq and room.oldest_replayable() > behind + 1:
+                self.to_close.append((peer, ErrorCode.SLOW_CONSUMER))
+                return
+            for seq, event, exclude in room.ring:
+                if seq <= behind:
+                    continue
+                if budget <= 0:
+                    break
+                if exclude is not seat:
+                    self.out.append((peer, event))
+                    budget -= event_bytes(event)
+                behind = seq
+            seat.behind = behind
+            if behind < room.seq:
+                still = True
+                continue
+            seat.behind = None
+            if seat.missed_overflow:
+                self.to_close.append((peer, ErrorCode.SLOW_CONSUMER))
+                return
+            if seat.missed is not None:
+                self.out.extend((peer, event) for event in seat.missed)
+                seat.missed = None
+        peer.catching_up = still
 
     def seat_of(self, peer: Peer, room_code: str) -> Seat:
         """The peer's seat in ``room_code`` (any spelling) or ``NOT_A_MEMBER``."""
@@ -331,6 +405,8 @@ class Hub:
             idle_ttl=min(idle_ttl or cfg.room_idle_ttl, cfg.room_idle_ttl),
             hard_ttl=min(hard_ttl or cfg.room_hard_ttl, cfg.room_hard_ttl),
             ring_size=cfg.resume_buffer,
+            ring_max_bytes=cfg.resume_buffer_bytes,
+            budget=TokenBucket(cfg.room_rate_bytes_per_s, cfg.room_burst_bytes, now),
             topic=topic,
             listed=listed,
             premoderated=premoderated,
@@ -413,7 +489,7 @@ class Hub:
                 seat.peer = None
             seat.missed = None
         room.seats.clear()
-        room.ring.clear()
+        room.clear_ring()
         room.pending.clear()
         room.removed_tokens.clear()
         self.rooms.pop(room.code, None)
@@ -482,6 +558,9 @@ class Hub:
         if seat.muted:
             fail(ErrorCode.MUTED)
         room = seat.room
+        wait = room.budget.take(now, EVENT_OVERHEAD + len(req.body))
+        if wait is not None:
+            fail(ErrorCode.RATE_LIMITED, "the room carries as much as it may", retry_after=wait)
         room.last_activity = now
         self.stats["messages"] += 1
         if room.premoderated and not seat.moderator:
@@ -537,8 +616,10 @@ class Hub:
             self.release(seat, "left")
             fail(ErrorCode.RESUME_FAILED, "too many events were missed; join again")
         if seat.peer is not None and seat.peer is not peer:
-            # The old connection has not noticed it is gone; the token holder wins.
+            # The old connection has not noticed it is gone; the token holder wins, and
+            # the old connection is told that this room ended for it.
             seat.peer.seats.pop(room.code, None)
+            self.out.append((seat.peer, m.RoomClosed(room=room.code, reason="taken_over")))
         was_away = seat.peer is None
         self._rotate(seat, req.token)
         seat.peer = peer
@@ -547,11 +628,11 @@ class Hub:
         peer.seats[room.code] = seat
         self.stats["resumes"] += 1
         self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, after, resumed=True)))
-        for event in room.replay(seat, after):
-            self.out.append((peer, event))
-        if seat.missed is not None:
-            self.out.extend((peer, event) for event in seat.missed)
-            seat.missed = None
+        # The replay is pulled as the socket drains (never queued whole): it starts now
+        # with one refill, then the shell refills each time the connection has drained.
+        seat.behind = after
+        peer.catching_up = True
+        self.refill(peer, REFILL_BYTES)
         if was_away:
             self._presence(seat, "back")
 

@@ -20,8 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import messages as m
 
+from .limits import TokenBucket
+
 if TYPE_CHECKING:
     from .hub import Peer
+
+
+#: Bytes a kept or sent event is counted for beyond its body: the Python objects that
+#: hold it in the ring (~200 bytes measured with sys.getsizeof over the dataclass, the
+#: tuple and the strings) or, for the send budget, the smallest padded frame (256).
+EVENT_OVERHEAD = 256
+
+
+def event_bytes(event: m.Message) -> int:
+    """What one room event costs in the ring and in a room's send budget."""
+    body = getattr(event, "body", None)
+    return EVENT_OVERHEAD + (len(body) if isinstance(body, bytes) else 0)
 
 
 @dataclass(eq=False, slots=True)
@@ -45,6 +59,11 @@ class Seat:
     #: (Created on first use: an empty deque costs ~600 bytes on every idle seat.)
     missed: deque[m.Message] | None = None
     missed_overflow: bool = False
+    #: ``None`` while sequenced events are pushed to the seat as they happen. Otherwise
+    #: the seat is *catching up* (resuming, or its connection fell behind): this is the
+    #: last seq handed to its connection, and the rest is pulled from the room's ring as
+    #: the connection's socket drains (``Hub.refill``).
+    behind: int | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -68,6 +87,8 @@ class Room:
     idle_ttl: float
     hard_ttl: float
     ring_size: int
+    ring_max_bytes: int
+    budget: TokenBucket  #: the room's send budget in bytes (see ``message_cost``)
     topic: str | None = None
     listed: bool = False
     premoderated: bool = False
@@ -79,6 +100,7 @@ class Room:
     seats: dict[str, Seat] = field(default_factory=dict)  #: alias -> seat
     #: (seq, event, seat not to deliver to) for the last ``ring_size`` events.
     ring: deque[tuple[int, m.Message, Seat | None]] = field(default_factory=deque)
+    ring_bytes: int = 0  #: estimated bytes the ring holds (``event_bytes`` of each)
     pending: dict[int, PendingEntry] = field(default_factory=dict)
     next_item: int = 1
     removed_tokens: set[bytes] = field(default_factory=set)
@@ -89,19 +111,26 @@ class Room:
         return self.seq
 
     def record(self, seq: int, event: m.Message, exclude: Seat | None) -> None:
-        """Keep ``event`` in the ring for seats that resume later."""
+        """Keep ``event`` in the ring for seats that resume or catch up later.
+
+        The ring is bounded both in events (``ring_size``) and in bytes
+        (``ring_max_bytes``); the oldest events go first.
+        """
         ring = self.ring
         ring.append((seq, event, exclude))
-        if len(ring) > self.ring_size:
-            ring.popleft()
+        self.ring_bytes += event_bytes(event)
+        while len(ring) > self.ring_size or self.ring_bytes > self.ring_max_bytes:
+            _, old, _ = ring.popleft()
+            self.ring_bytes -= event_bytes(old)
+
+    def clear_ring(self) -> None:
+        """Forget every kept event (the room ended)."""
+        self.ring.clear()
+        self.ring_bytes = 0
 
     def oldest_replayable(self) -> int:
         """Smallest seq still in the ring (``seq + 1`` when the ring is empty)."""
         return self.ring[0][0] if self.ring else self.seq + 1
-
-    def replay(self, seat: Seat, after: int) -> list[m.Message]:
-        """Events with seq > ``after`` meant for ``seat``, in order."""
-        return [ev for seq, ev, exclude in self.ring if seq > after and exclude is not seat]
 
     @property
     def members(self) -> int:

@@ -28,7 +28,7 @@ from . import flows
 from .admission import Admission
 from .config import Config
 from .connection import CLOSE_GOING_AWAY, Connection, close_code
-from .hub import Hub
+from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
 
 log = logging.getLogger("haven.relay")
@@ -85,6 +85,8 @@ class Relay:
         self._drain_done = trio.Event()
         #: Connections with bytes queued since the last flush (see Connection.kick).
         self.dirty: list[Connection] = []
+        #: Unsent bytes past which a connection counts as congested (low-water mark).
+        self.congested_bytes = config.outbound_backlog_bytes // 4
         #: Set (by a signal or a test) to stop accepting and drain.
         self.drain_requested = trio.Event()
         self._limits = m.Limits(
@@ -174,10 +176,19 @@ class Relay:
             conn = peer.sink
             if conn is None or conn.closing:
                 continue
+            if code is ErrorCode.SLOW_CONSUMER:
+                self.slow_consumer(conn)
+                continue
             if code is ErrorCode.RATE_LIMITED:
                 self.metrics.limit_hit("rate_abuse")
                 log.info("closed a connection that kept sending while rate-limited")
             conn.close(close_code(code), "closed by the relay")
+
+    def refill(self, conn: Connection) -> None:
+        """The connection drained while some of its seats are behind: send more."""
+        if conn.peer is not None and not conn.closing:
+            self.hub.refill(conn.peer, REFILL_BYTES)
+            self.flush()
 
     def slow_consumer(self, conn: Connection) -> None:
         """A connection's backlog overflowed: drop it, never slow its rooms."""

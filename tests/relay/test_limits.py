@@ -53,7 +53,9 @@ async def test_slow_consumer_is_dropped_and_the_room_keeps_flowing(
     harness: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
     await harness.start(outbound_backlog_bytes=64 * 1024, rate_per_s=100_000,
-                        rate_burst=100_000, close_timeout=60)
+                        rate_burst=100_000, close_timeout=60,
+                        room_rate_bytes_per_s=10**9, room_burst_bytes=10**9,
+                        resume_buffer_bytes=10**9)
     sender = await harness.client()
     created = await sender.call(lambda i: m.CreateRoom(id=i, kind="group"), m.Joined)
     code = created.seat.room

@@ -15,7 +15,9 @@ once, and only while it is under pressure:
 
   - open connections / ``max_connections``,
   - handshakes per second / ``handshake_rate_per_s``,
-  - expensive requests per second / ``pow_expensive_per_s``
+  - expensive requests per second / ``pow_expensive_per_s``,
+  - how full the fullest intake queue's normal lane is (``fill_sources``), so that a
+    queue cannot be filled by idle connections without proof of work once it is half full
 
   (rates smoothed with a ``RATE_TAU`` exponential average). Below ``pow_start_load``
   no work is asked; from there it rises linearly from ``pow_min_difficulty`` bits to
@@ -34,7 +36,7 @@ tested with explicit times and no network.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from protocol import messages as m
@@ -87,6 +89,8 @@ class Admission:
         self.handshake_rate = 0.0
         self.expensive_rate = 0.0
         self.load = 0.0
+        #: Other loads in 0..1 (intake queues' fill), counted like the three rates.
+        self.fill_sources: list[Callable[[], float]] = []
         #: Totals for the metrics.
         self.expensive_total = 0
         self.changes = 0
@@ -134,6 +138,7 @@ class Admission:
             connections / cfg.max_connections,
             self.handshake_rate / cfg.handshake_rate_per_s,
             self.expensive_rate / cfg.pow_expensive_per_s,
+            *(source() for source in self.fill_sources),
         )
         target = difficulty_for(self.load, cfg)
         current = self.hub.pow_difficulty

@@ -35,6 +35,9 @@ class Config:
 
     # Connections.
     max_connections: int = 10_000
+    #: Sockets still in the WebSocket upgrade or Noise handshake; past it the oldest is
+    #: dropped to make room (they do not count toward max_connections).
+    max_pending_handshakes: int = 256
     handshake_timeout: float = 10 * SECONDS  #: WebSocket upgrade plus Noise handshake
     idle_timeout: float = 120 * SECONDS  #: close after this long with no inbound frame
     ping_interval: float = 30 * SECONDS  #: WebSocket ping when the peer is quiet
@@ -178,7 +181,8 @@ def load(
 def validate(config: Config) -> None:
     """Refuse settings that cannot work, naming the setting."""
     positive = [
-        "max_connections", "handshake_timeout", "idle_timeout", "ping_interval",
+        "max_connections", "max_pending_handshakes", "handshake_timeout", "idle_timeout",
+        "ping_interval",
         "max_message_bytes", "outbound_backlog_bytes", "rate_per_s", "rate_burst",
         "max_rooms", "max_rooms_per_connection", "max_members", "max_members_limit",
         "max_body_bytes", "room_idle_ttl", "room_hard_ttl", "resume_buffer",

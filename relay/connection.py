@@ -137,16 +137,22 @@ class Connection:
         relay = self.relay
         try:
             try:
-                with trio.fail_after(relay.config.handshake_timeout):
+                deadline = trio.current_time() + relay.config.handshake_timeout
+                with trio.CancelScope(deadline=deadline) as scope:
+                    relay.pending[self] = scope
                     await self._handshake()
-            except trio.TooSlowError:
-                relay.metrics.handshake_failed("timeout")
-                log.debug("handshake failed: timeout")
-                return
+                if scope.cancelled_caught:
+                    # Out of time, or evicted to make room for a newer handshake.
+                    reason = "timeout" if self in relay.pending else "evicted"
+                    relay.metrics.handshake_failed(reason)
+                    log.debug("handshake failed: %s", reason)
+                    return
             except HandshakeFailed as exc:
                 relay.metrics.handshake_failed(exc.reason)
                 log.debug("handshake failed: %s", exc.reason)
                 return
+            finally:
+                relay.pending.pop(self, None)
             relay.metrics.handshake_ok()
             self.peer = relay.hub.connect(trio.current_time(), sink=self, pow_seed=self.pow_seed)
             relay.flush()

@@ -51,10 +51,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("haven.metrics")
 
 #: Why a handshake failed: the complete, fixed label set.
-HANDSHAKE_REASONS = ("timeout", "eof", "websocket", "noise", "version", "capacity", "draining")
+HANDSHAKE_REASONS = (
+    "timeout", "evicted", "eof", "websocket", "noise", "version", "capacity", "draining",
+)  # fmt: skip
 #: Which limit refused something: the complete, fixed label set.
 LIMIT_REASONS = (
     "connections",  # max_connections reached (close 4402)
+    "pending_handshakes",  # max_pending_handshakes reached: the oldest handshake dropped
     "handshake_rate",  # handshake_rate_per_s exceeded (close 4402)
     "rate",  # a connection's request token bucket (RATE_LIMITED)
     "rate_abuse",  # kept sending while rate-limited: connection closed (4400)

@@ -76,11 +76,14 @@ class Relay:
         self.admission = Admission(config, self.hub, trio.current_time())
         flows.install(self.hub, config)
         self.connections: set[Connection] = set()
+        #: Connections still in their handshake (oldest first), with its cancel scope.
+        self.pending: dict[Connection, trio.CancelScope] = {}
         self.draining = False
         self.accepting = False
         self.metrics = Metrics(self, registry)
         queues = flows.installed(self.hub).queues  # aggregate queue metrics only
         queues.on_match.append(self.metrics.queue_waited)
+        self.admission.fill_sources.append(queues.fill)
         self.metrics.set_queue_lengths(queues.lengths)
         self._drain_done = trio.Event()
         #: Connections with bytes queued since the last flush (see Connection.kick).
@@ -125,7 +128,8 @@ class Relay:
     def at_capacity(self) -> bool:
         """Whether to refuse a new handshake (4402): connection cap or handshake rate."""
         admitted = self.admission.admit_handshake(trio.current_time())
-        if len(self.connections) > self.config.max_connections:
+        established = len(self.connections) - len(self.pending)
+        if established >= self.config.max_connections:
             self.metrics.limit_hit("connections")
             return True
         if not admitted:
@@ -207,6 +211,13 @@ class Relay:
 
     async def handle_stream(self, stream: trio.SocketStream) -> None:
         """Serve one accepted TCP stream (never asks it for the peer's address)."""
+        pending = self.pending
+        if len(pending) >= self.config.max_pending_handshakes:
+            # Sockets that have not finished their handshake have their own small cap,
+            # apart from max_connections: the oldest gives way to the newest, so idle
+            # sockets cannot keep a real client out for longer than they keep coming.
+            self.metrics.limit_hit("pending_handshakes")
+            pending.pop(next(iter(pending))).cancel()
         conn = Connection(self, stream)
         self.connections.add(conn)
         try:

@@ -87,6 +87,14 @@ class Queues:
         #: Observers of each match: (queue name, seconds waited). For aggregate metrics.
         self.on_match: list[Callable[[str, float], None]] = []
 
+    def fill(self) -> float:
+        """How full the fullest normal lane is (0..1): admission control counts it as load,
+        so proof of work is asked for ``request_help`` before a queue can be filled."""
+        return max(
+            (len(line.normal) / line.definition.max_length for line in self.lines.values()),
+            default=0.0,
+        )
+
     def lengths(self) -> dict[str, int]:
         """Places waiting per configured queue, both lanes (aggregate metrics)."""
         return {name: len(line.priority) + len(line.normal) for name, line in self.lines.items()}

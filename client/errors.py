@@ -274,6 +274,10 @@ class InternalError(RelayError):
     code = ErrorCode.INTERNAL
 
 
+class RelayBusy(RelayError):
+    code = ErrorCode.RELAY_BUSY
+
+
 _FAMILIES: dict[int, type[HavenRequestError]] = {
     1: ProtocolViolation,
     2: RoomError,
@@ -409,6 +413,7 @@ __all__ = [
     "QueueFull",
     "QueueNotFound",
     "RateLimited",
+    "RelayBusy",
     "RelayClosed",
     "RelayDraining",
     "RelayError",

@@ -119,6 +119,8 @@ class ErrorCode(IntEnum):
     DRAINING = 500
     #: The relay failed internally; nothing about the request was kept.
     INTERNAL = 501
+    #: The relay is at its memory budget; retry after ``retry_after`` seconds.
+    RELAY_BUSY = 502
 
 
 #: What a client should do about each error, in words that never include a secret.
@@ -169,6 +171,7 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.IDLE_TIMEOUT: "idle too long; reconnect",
     ErrorCode.DRAINING: "the relay is restarting; reconnect shortly",
     ErrorCode.INTERNAL: "internal error; retry",
+    ErrorCode.RELAY_BUSY: "the relay is at its memory budget; retry later",
 }
 
 

@@ -78,6 +78,10 @@ class Config:
     pow_cooldown: float = 30 * SECONDS  #: calm time before the difficulty falls again
 
     # Memory.
+    #: Client-held state the relay keeps at most (rings, buffers, pending items, per
+    #: object costs; relay/budget.py): near it new state is refused (502 RELAY_BUSY),
+    #: over it the heaviest holders are shed. Keep it well under the process's limit.
+    memory_budget_bytes: int = 1024 * MIB
     mlock: bool = False  #: lock all memory (mlockall) so nothing is ever swapped out
 
     # Shutdown.
@@ -187,7 +191,9 @@ def validate(config: Config) -> None:
         "max_rooms", "max_rooms_per_connection", "max_members", "max_members_limit",
         "max_body_bytes", "room_idle_ttl", "room_hard_ttl", "resume_buffer",
         "resume_private_buffer", "resume_buffer_bytes", "room_rate_bytes_per_s",
-        "room_burst_bytes", "close_timeout", "handshake_rate_per_s", "handshake_burst",
+        "room_burst_bytes", "memory_budget_bytes", "close_timeout", "handshake_rate_per_s",
+        "handshake_burst",
+        "handshake_burst",
         "pow_start_load", "pow_expensive_per_s", "pow_cooldown",
     ]  # fmt: skip
     for name in positive:

@@ -294,6 +294,11 @@ class Connection:
         self._partial_len = 0
         return data
 
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes of a fragmented message still being assembled (memory budget)."""
+        return self._partial_len
+
     # ------------------------------------------------------------------ reader
 
     async def _reader(self) -> None:

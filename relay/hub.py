@@ -23,6 +23,7 @@ from protocol import messages as m
 from protocol.errors import CodeFormatError, ErrorCode, HavenError, RequestError
 
 from .aliases import new_alias
+from .budget import ROOM_BYTES, SEAT_BYTES, MemoryBudget
 from .config import Config
 from .limits import TokenBucket
 from .rooms import EVENT_OVERHEAD, Room, Seat, event_bytes
@@ -31,6 +32,8 @@ Handler = Callable[["Peer", Any, float], None]
 
 log = logging.getLogger("haven.hub")
 
+#: Seconds a request refused with RELAY_BUSY is told to wait.
+BUSY_RETRY_AFTER = 5
 #: Bytes of ring events queued for a catching-up connection per refill (the shell
 #: refills whenever the connection's socket has drained).
 REFILL_BYTES = 128 * 1024
@@ -102,6 +105,8 @@ class Hub:
         self.out: list[tuple[Peer, m.Message]] = []
         #: Connections the shell must close, with the reason (rule breakers, shedding).
         self.to_close: list[tuple[Peer, ErrorCode]] = []
+        #: Client-held state against ``memory_budget_bytes`` (relay/budget.py).
+        self.memory = MemoryBudget(config.memory_budget_bytes)
         self.peers = 0
         #: Current proof-of-work difficulty in bits (admission control adjusts it).
         self.pow_difficulty = 0
@@ -180,6 +185,11 @@ class Hub:
             # privacy filter (relay/logs.py); only the request's type is named here.
             log.exception("request handler failed: %s", type(req).__name__)
             self.error(peer, req.id, RequestError(code=ErrorCode.INTERNAL))
+
+    def admit(self, cost: int) -> None:
+        """Refuse new state of about ``cost`` bytes near the memory budget (502)."""
+        if not self.memory.admits(cost):
+            fail(ErrorCode.RELAY_BUSY, retry_after=BUSY_RETRY_AFTER)
 
     def error(self, peer: Peer, request_id: int, exc: HavenError) -> None:
         """Queue a typed error reply for ``peer``."""
@@ -394,6 +404,7 @@ class Hub:
         cfg = self.config
         if len(self.rooms) >= cfg.max_rooms:
             fail(ErrorCode.TOO_MANY_ROOMS, "the relay holds as many rooms as it may")
+        self.admit(ROOM_BYTES + SEAT_BYTES)
         cap = 2 if kind == "direct" else min(max_members or cfg.max_members, cfg.max_members_limit)
         if code is None:
             code = codes.new_room_code()
@@ -407,6 +418,7 @@ class Hub:
             ring_size=cfg.resume_buffer,
             ring_max_bytes=cfg.resume_buffer_bytes,
             budget=TokenBucket(cfg.room_rate_bytes_per_s, cfg.room_burst_bytes, now),
+            memory=self.memory,
             topic=topic,
             listed=listed,
             premoderated=premoderated,
@@ -436,6 +448,7 @@ class Hub:
             fail(ErrorCode.ROOM_LOCKED)
         if room.members >= room.max_members + (1 if over_cap else 0):
             fail(ErrorCode.ROOM_FULL)
+        self.admit(SEAT_BYTES)
         seat = Seat(
             room=room,
             alias=new_alias(room.seats),
@@ -558,6 +571,8 @@ class Hub:
         if seat.muted:
             fail(ErrorCode.MUTED)
         room = seat.room
+        # The ring keeps it once; each present member's buffer may hold it once more.
+        self.admit((EVENT_OVERHEAD + len(req.body)) * room.members)
         wait = room.budget.take(now, EVENT_OVERHEAD + len(req.body))
         if wait is not None:
             fail(ErrorCode.RATE_LIMITED, "the room carries as much as it may", retry_after=wait)

@@ -102,6 +102,10 @@ SERIES: dict[str, tuple[str, ...]] = {
     "haven_members": (),
     "haven_seats_held": (),
     "haven_pending_moderation": (),
+    "haven_memory_budget_used_bytes": (),
+    "haven_memory_budget_bytes": (),
+    "haven_memory_budget_refused_total": (),
+    "haven_memory_budget_shed_total": (),
     "haven_messages_total": (),
     "haven_deliveries_total": (),
     "haven_bytes_in_total": (),
@@ -180,6 +184,21 @@ class _HubCollector(Collector):
         yield GaugeMetricFamily("haven_seats_held", "Seats held for resume", value=len(hub.held))
         yield GaugeMetricFamily(
             "haven_pending_moderation", "Messages awaiting moderation", value=pending
+        )
+        memory = hub.memory
+        yield GaugeMetricFamily(
+            "haven_memory_budget_used_bytes", "Client-held state (estimate)", value=memory.used
+        )
+        yield GaugeMetricFamily(
+            "haven_memory_budget_bytes", "The memory budget", value=memory.limit
+        )
+        yield CounterMetricFamily(
+            "haven_memory_budget_refused", "Requests refused with RELAY_BUSY",
+            value=memory.refused,
+        )
+        yield CounterMetricFamily(
+            "haven_memory_budget_shed", "Rings halved or connections dropped over budget",
+            value=memory.shed,
         )
         yield CounterMetricFamily(
             "haven_messages", "Room messages accepted", value=hub.stats["messages"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import messages as m
 
+from .budget import MemoryBudget
 from .limits import TokenBucket
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ class Room:
     hard_ttl: float
     ring_size: int
     ring_max_bytes: int
-    budget: TokenBucket  #: the room's send budget in bytes (see ``message_cost``)
+    budget: TokenBucket  #: the room's send budget in bytes (``event_bytes`` per send)
+    memory: MemoryBudget  #: the relay's memory budget (ring bytes are counted there)
     topic: str | None = None
     listed: bool = False
     premoderated: bool = False
@@ -118,14 +120,26 @@ class Room:
         """
         ring = self.ring
         ring.append((seq, event, exclude))
+        before = self.ring_bytes
         self.ring_bytes += event_bytes(event)
         while len(ring) > self.ring_size or self.ring_bytes > self.ring_max_bytes:
             _, old, _ = ring.popleft()
             self.ring_bytes -= event_bytes(old)
+        self.memory.rings += self.ring_bytes - before
+
+    def shed_ring(self) -> None:
+        """Drop the older half of the ring (the relay is over its memory budget)."""
+        ring = self.ring
+        before = self.ring_bytes
+        for _ in range((len(ring) + 1) // 2):
+            _, old, _ = ring.popleft()
+            self.ring_bytes -= event_bytes(old)
+        self.memory.rings += self.ring_bytes - before
 
     def clear_ring(self) -> None:
         """Forget every kept event (the room ended)."""
         self.ring.clear()
+        self.memory.rings -= self.ring_bytes
         self.ring_bytes = 0
 
     def oldest_replayable(self) -> int:

@@ -30,10 +30,12 @@ from .config import Config
 from .connection import CLOSE_GOING_AWAY, Connection, close_code
 from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
+from .rooms import EVENT_OVERHEAD, event_bytes
 
 log = logging.getLogger("haven.relay")
 
 TICK = 1.0  #: seconds between housekeeping passes
+MAX_SHED_STEPS = 64  #: most holders shed in one housekeeping pass
 
 
 def b64url(data: bytes) -> str:
@@ -85,6 +87,7 @@ class Relay:
         queues.on_match.append(self.metrics.queue_waited)
         self.admission.fill_sources.append(queues.fill)
         self.metrics.set_queue_lengths(queues.lengths)
+        self._queue_lengths = queues.lengths
         self._drain_done = trio.Event()
         #: Connections with bytes queued since the last flush (see Connection.kick).
         self.dirty: list[Connection] = []
@@ -237,6 +240,7 @@ class Relay:
             self.metrics.loop_lag.set(max(0.0, now - expected))
             expected = now + TICK
             self.hub.tick(now)
+            self.keep_to_budget()
             self.admission.tick(now, self.connections, len(self.connections))
             for conn in list(self.connections):
                 if conn.transport is None or conn.closing:
@@ -248,6 +252,51 @@ class Relay:
                 elif quiet >= cfg.ping_interval and now - conn.last_ping >= cfg.ping_interval:
                     conn.send_ping(now)
             self.flush()
+
+    def keep_to_budget(self) -> None:
+        """Re-sum the memory budget's terms; over budget, shed the heaviest holders.
+
+        Once a second: the sums are O(rooms + seats + connections), cheap at that rate.
+        Shedding takes the biggest holder first, the larger of the fattest room ring
+        (halved: members that still needed its older half get 4406/209) and the
+        connection with the most unsent bytes (dropped with 4406), until under budget.
+        """
+        hub = self.hub
+        memory = hub.memory
+        seats = held = 0
+        for room in hub.rooms.values():
+            seats += len(room.seats)
+            for entry in room.pending.values():
+                held += EVENT_OVERHEAD + len(entry.body)
+            for seat in room.seats.values():
+                if seat.missed:
+                    held += sum(event_bytes(event) for event in seat.missed)
+        memory.refresh(
+            outbound=sum(conn.backlog + conn.partial_bytes for conn in self.connections),
+            held=held,
+            connections=len(self.connections),
+            rooms=len(hub.rooms),
+            seats=seats,
+            tickets=sum(self._queue_lengths().values()),
+        )
+        for _ in range(MAX_SHED_STEPS):
+            if not memory.over():
+                break
+            fattest = max(hub.rooms.values(), key=lambda r: r.ring_bytes, default=None)
+            ring = fattest.ring_bytes if fattest is not None else 0
+            conn = max(self.connections, key=lambda c: c.backlog, default=None)
+            if conn is not None and conn.backlog > 0 and conn.backlog >= ring:
+                memory.outbound -= conn.backlog
+                memory.shed += 1
+                log.warning("over the memory budget: dropped the connection holding most")
+                self.slow_consumer(conn)
+            elif fattest is not None and ring > 0:
+                memory.shed += 1
+                log.warning("over the memory budget: halved the largest room ring")
+                fattest.shed_ring()
+            else:
+                break
+        self.flush()
 
     async def drain(self) -> None:
         """Tell every client to go, give them ``drain_grace``, then close with 1001."""

@@ -28,7 +28,7 @@ from protocol import messages as m
 from protocol.errors import ErrorCode
 
 from ..hub import Hub, Peer, fail
-from ..rooms import PendingEntry, Room, Seat
+from ..rooms import EVENT_OVERHEAD, PendingEntry, Room, Seat
 from .auth import Auth
 from .settings import FlowSettings
 
@@ -68,6 +68,7 @@ class Moderation:
         room = seat.room
         limits = self.limits
         self._expire_room(room, now)
+        self.hub.admit(EVENT_OVERHEAD + len(body))
         if len(room.pending) >= limits.max_pending:
             oldest = min(e.expires for e in room.pending.values())
             fail(ErrorCode.PENDING_FULL, retry_after=max(1.0, oldest - now))

@@ -25,6 +25,7 @@ from protocol import codes
 from protocol import messages as m
 from protocol.errors import ErrorCode
 
+from ..budget import TICKET_BYTES
 from ..hub import Hub, Peer, fail
 from ..rooms import Seat
 from .auth import Auth
@@ -144,6 +145,7 @@ class Queues:
         ticket = peer.tickets.get(req.queue)
         if ticket is None:
             self.hub.check_pow(peer, req, now)
+            self.hub.admit(TICKET_BYTES)
             if len(line.normal) >= line.definition.max_length:
                 fail(ErrorCode.QUEUE_FULL, retry_after=line.definition.retry_after)
             ticket = self._new_ticket(peer, req.queue, priority=False, now=now)

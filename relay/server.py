@@ -31,11 +31,14 @@ from .connection import CLOSE_GOING_AWAY, Connection, close_code
 from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
 from .rooms import EVENT_OVERHEAD, event_bytes
+from .trim import trim_heap
 
 log = logging.getLogger("haven.relay")
 
 TICK = 1.0  #: seconds between housekeeping passes
 MAX_SHED_STEPS = 64  #: most holders shed in one housekeeping pass
+TRIM_AFTER_ROOMS = 1000  #: rooms ended in one pass that make the relay trim its heap
+TRIM_INTERVAL = 60.0  #: seconds between two heap trims at most
 
 
 def b64url(data: bytes) -> str:
@@ -89,6 +92,7 @@ class Relay:
         self.metrics.set_queue_lengths(queues.lengths)
         self._queue_lengths = queues.lengths
         self._drain_done = trio.Event()
+        self._last_trim = float("-inf")
         #: Connections with bytes queued since the last flush (see Connection.kick).
         self.dirty: list[Connection] = []
         #: Unsent bytes past which a connection counts as congested (low-water mark).
@@ -239,7 +243,9 @@ class Relay:
             now = trio.current_time()
             self.metrics.loop_lag.set(max(0.0, now - expected))
             expected = now + TICK
+            rooms = len(self.hub.rooms)
             self.hub.tick(now)
+            self._trim_after_mass_expiry(rooms - len(self.hub.rooms), now)
             self.keep_to_budget()
             self.admission.tick(now, self.connections, len(self.connections))
             for conn in list(self.connections):
@@ -252,6 +258,12 @@ class Relay:
                 elif quiet >= cfg.ping_interval and now - conn.last_ping >= cfg.ping_interval:
                     conn.send_ping(now)
             self.flush()
+
+    def _trim_after_mass_expiry(self, ended: int, now: float) -> None:
+        """After a pass that ended many rooms, hand freed heap back to the OS (relay/trim.py)."""
+        if ended >= TRIM_AFTER_ROOMS and now - self._last_trim >= TRIM_INTERVAL:
+            self._last_trim = now
+            trim_heap()
 
     def keep_to_budget(self) -> None:
         """Re-sum the memory budget's terms; over budget, shed the heaviest holders.

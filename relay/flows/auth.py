@@ -58,7 +58,18 @@ class Auth:
             for seat in peer.seats.values():
                 if self._covers(claims, seat.room):
                     seat.moderator = True
-        self.hub.reply(peer, m.Authed(id=req.id, role=claims.role, expires=claims.expires))
+        # The reply tells the client what the token covers (protocol §7.4), so a client
+        # can show staff which queues and rooms they may act on without decoding it.
+        self.hub.reply(
+            peer,
+            m.Authed(
+                id=req.id,
+                role=claims.role,
+                expires=claims.expires,
+                queues=claims.queues,
+                rooms=claims.rooms,
+            ),
+        )
 
     # ---------------------------------------------------------------- checks
 

@@ -227,7 +227,13 @@ class Moderation:
         self.hub.reply(peer, m.Sent(id=req.id, room=room.code, seq=seq))
 
     def close_room(self, peer: Peer, req: m.CloseRoom, now: float) -> None:
-        """Moderators close group rooms; the staff seat closes its direct room."""
+        """Moderators close group rooms; the staff seat closes its direct room.
+
+        The caller's role is checked before the room is looked up, so a caller with no
+        staff or moderator token gets the same refusal for a live and an ended room
+        (``join`` is the one request that tells a code holder whether a room lives).
+        """
+        self.auth.require(peer, now, ("staff", "moderator"))
         room = self.hub.find_room(req.room)
         if room.kind == "direct":
             self.auth.require(peer, now, ("staff",))

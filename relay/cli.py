@@ -7,6 +7,7 @@ so scripts and front ends can pin the relay key; everything else goes to the log
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -45,6 +46,11 @@ async def _run_relay(args: argparse.Namespace) -> None:
         {f.name: getattr(args, f.name) for f in scalar_fields()}, config_file=args.config
     )
     logs.setup(config.log_level, config.log_format)
+    if config.extra.get("issuers") and config.token_audience is None:
+        logging.getLogger("haven.relay").warning(
+            "token issuers are configured but token_audience is not: role tokens are not "
+            "bound to this deployment (issue them with --audience and set token_audience)"
+        )
     async with trio.open_nursery() as nursery:
         info: RelayInfo = await nursery.start(serve, config)
         # Start-up is over (config and key read, listeners open): from now on nothing

@@ -42,6 +42,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="room code or scheduled-room name it may moderate (repeatable; * = all)",
     )
+    issue.add_argument(
+        "--audience",
+        default=None,
+        help="deployment the token is for (must equal the relay's token_audience)",
+    )
     issue.add_argument("--ttl", default="8h", help="lifetime: 90s, 30m, 8h, 2d (default 8h)")
     sub.add_parser("room-code", help="print a fresh room code (for link-only scheduled rooms)")
 
@@ -81,6 +86,7 @@ def _issue(args: argparse.Namespace) -> int:
             now=time.time(),
             queues=args.queue,
             rooms=args.room_scope,
+            audience=args.audience,
         )
     except ValueError as exc:
         return _fail(str(exc))

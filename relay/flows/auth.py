@@ -50,7 +50,12 @@ class Auth:
 
     def handle_auth(self, peer: Peer, req: m.Auth, now: float) -> None:
         """Verify the token, keep its claims for this connection, answer ``authed``."""
-        claims = verify(req.token, self.settings.issuers, self.clock.wall(now))
+        claims = verify(
+            req.token,
+            self.settings.issuers,
+            self.clock.wall(now),
+            audience=self.hub.config.token_audience,
+        )
         kept = tuple(c for c in self.claims(peer) if c.role != claims.role)
         peer.claims = (*kept, claims)[-MAX_CLAIMS:]
         if claims.role == "moderator":

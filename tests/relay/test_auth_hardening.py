@@ -134,3 +134,32 @@ async def test_handoff_code_locks_after_five_wrong_guesses_of_any_number(
         with pytest.raises(errors.HavenRequestError) as locked:
             await responder.handoff_accept(code)
         assert locked.value.code == ErrorCode.HANDOFF_CODE_LOCKED
+
+
+async def _auth_reply(harness: Harness, text: bytes) -> m.Message:
+    conn = await harness.client()
+    return await conn.request(lambda i: m.Auth(id=i, token=text))
+
+
+def aud_token(audience: str | None) -> bytes:
+    return tokens.issue(
+        KEY, role="staff", ttl=3600, now=time.time(), queues=("helpline",), audience=audience
+    ).encode()
+
+
+async def test_a_relay_with_an_audience_accepts_only_its_own_tokens(harness: Harness) -> None:
+    """Item 13: the same issuer's token for another deployment is refused."""
+    await harness.start(extra=extra(), token_audience="north")
+    assert isinstance(await _auth_reply(harness, aud_token("north")), m.Authed)
+    for other in ("south", None):
+        reply = await _auth_reply(harness, aud_token(other))
+        assert isinstance(reply, m.Error), reply
+        assert reply.code == ErrorCode.TOKEN_UNTRUSTED
+
+
+async def test_a_relay_without_an_audience_refuses_bound_tokens(harness: Harness) -> None:
+    await harness.start(extra=extra())
+    assert isinstance(await _auth_reply(harness, aud_token(None)), m.Authed)
+    reply = await _auth_reply(harness, aud_token("north"))
+    assert isinstance(reply, m.Error), reply
+    assert reply.code == ErrorCode.TOKEN_UNTRUSTED

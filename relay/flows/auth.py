@@ -124,6 +124,24 @@ class Auth:
         seat.moderator = True
         return seat
 
+    def moderates(self, seat: Seat) -> bool:
+        """Whether ``seat`` holds moderator power *now*.
+
+        Derived at the moment of use from the live claims of the seat's current
+        connection, never from a stored flag: a seat whose token expired, or that was
+        resumed on a connection that has not sent a fresh ``auth`` covering the room,
+        is an ordinary member (its messages are pre-moderated, it gets no ``pending``
+        or ``crisis_alert``, a live moderator may mute or remove it). A held seat (no
+        connection) moderates nothing until it resumes and authenticates. Cheap: at
+        most ``MAX_CLAIMS`` claims are looked at.
+        """
+        peer = seat.peer
+        return peer is not None and self.is_moderator_for(peer, seat.room.code)
+
+    def live_moderators(self, room: Room) -> list[Seat]:
+        """Seats of ``room`` that hold moderator power now (see ``moderates``)."""
+        return [s for s in room.seats.values() if s.peer is not None and self.moderates(s)]
+
     def is_moderator_for(self, peer: Peer, room_code: str | None) -> bool:
         """Hub hook: may ``peer`` moderate ``room_code`` (None: create listed rooms)?
 

@@ -88,7 +88,9 @@ class Moderation:
         event = m.Pending(
             room=room.code, item=m.PendingItem(item=item, alias=seat.alias, body=body)
         )
-        for moderator in room.moderators():
+        # Only seats with a live moderator token now; with none live the item waits
+        # in the room (bounded, expires) for ``pending_list`` by one who authenticates.
+        for moderator in self.auth.live_moderators(room):
             self.hub.private(moderator, event)
         return item
 
@@ -166,7 +168,7 @@ class Moderation:
         if target is None:
             fail(ErrorCode.MEMBER_NOT_FOUND)
         assert target is not None
-        if target.moderator:
+        if self.auth.moderates(target):
             fail(ErrorCode.FORBIDDEN, "moderators cannot be muted or removed")
         return target
 

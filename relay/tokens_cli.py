@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import codes
 
 from . import cli, tokens
-from .keys import KeyFileError, write_secret_file
+from .keys import SIGNING_KEY_HEADER, KeyFileError, read_key_text, write_secret_file
 
 #: Longest TTL ``issue`` accepts: tokens are meant to last a shift, not a season.
 MAX_TTL = 30 * 86400
@@ -59,7 +59,7 @@ def _fail(message: str) -> int:
 def _keygen(args: argparse.Namespace) -> int:
     key = Ed25519PrivateKey.generate()
     try:
-        write_secret_file(args.out, tokens.private_key_text(key))
+        write_secret_file(args.out, f"{SIGNING_KEY_HEADER}\n{tokens.private_key_text(key)}")
     except (KeyFileError, OSError) as exc:
         return _fail(str(exc))
     print(tokens.public_key_text(key.public_key()))
@@ -68,7 +68,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _issue(args: argparse.Namespace) -> int:
     try:
-        key = tokens.parse_private_key(args.key.read_text("ascii"))
+        key = tokens.parse_private_key(read_key_text(args.key, SIGNING_KEY_HEADER))
+    except KeyFileError as exc:
+        return _fail(str(exc))
     except (OSError, ValueError) as exc:
         return _fail(f"cannot read signing key {args.key}: {exc}")
     try:

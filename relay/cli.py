@@ -7,6 +7,8 @@ so scripts and front ends can pin the relay key; everything else goes to the log
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -40,11 +42,32 @@ def _serve_parser(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=f.name, default=None, help=f"(env HAVEN_{f.name.upper()})")
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (as configured) names only the loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: could resolve anywhere
+
+
 async def _run_relay(args: argparse.Namespace) -> None:
     config = load(
         {f.name: getattr(args, f.name) for f in scalar_fields()}, config_file=args.config
     )
     logs.setup(config.log_level, config.log_format)
+    if config.metrics_port is not None and not _is_loopback(config.metrics_host):
+        logging.getLogger("haven.relay").warning(
+            "the metrics listener binds %s, beyond loopback: anyone who can reach it reads "
+            "the relay's metrics; bind 127.0.0.1 and scrape through a tunnel or proxy",
+            config.metrics_host,
+        )
+    if config.extra.get("issuers") and config.token_audience is None:
+        logging.getLogger("haven.relay").warning(
+            "token issuers are configured but token_audience is not: role tokens are not "
+            "bound to this deployment (issue them with --audience and set token_audience)"
+        )
     async with trio.open_nursery() as nursery:
         info: RelayInfo = await nursery.start(serve, config)
         # Start-up is over (config and key read, listeners open): from now on nothing

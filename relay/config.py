@@ -92,6 +92,11 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "plain"  #: "plain" or "json"
 
+    # Role tokens.
+    #: This deployment's name; a token is accepted only if its ``aud`` equals it (a
+    #: relay without one accepts only tokens without an audience).
+    token_audience: str | None = None
+
     # Extra sections of the TOML file (queues, schedules, issuers) kept for the flows.
     extra: Mapping[str, Any] = field(default_factory=dict)
 

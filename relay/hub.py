@@ -578,7 +578,8 @@ class Hub:
             fail(ErrorCode.RATE_LIMITED, "the room carries as much as it may", retry_after=wait)
         room.last_activity = now
         self.stats["messages"] += 1
-        if room.premoderated and not seat.moderator:
+        # Power is derived from the sender's live token now, not from a stored flag.
+        if room.premoderated and not self.is_moderator_for(peer, room.code):
             item = self.hold_for_moderation(seat, req.body, now)
             self.reply(peer, m.Sent(id=req.id, room=room.code, item=item))
             return

@@ -1,7 +1,16 @@
-"""Reading and writing the relay's static X25519 key (raw 32 bytes, base64url text).
+"""Key files: the relay's static X25519 key and the operator's Ed25519 signing key.
 
-Keys are written only by ``haven keygen``, before any relay runs, with mode 0600 and
-never over an existing file.
+Both are written only by ``haven keygen`` / ``haven token keygen``, with mode 0600 and
+never over an existing file. Format (ASCII, two lines)::
+
+    haven relay-key v1                  (or: haven operator-signing-key v1)
+    <base64url, unpadded, of the raw 32-byte private key>
+
+The typed first line lets each command refuse the other kind of key with a clear
+message: both are 32 random bytes, so without it a swapped file would load silently.
+Headerless files (written before the header existed) are refused; nothing was deployed.
+A key file readable by group or others is refused too: the key is the relay's identity
+(or the power to mint staff tokens), and a copy lets anyone impersonate it.
 """
 
 from __future__ import annotations
@@ -22,12 +31,46 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def read_private_key(path: Path) -> X25519PrivateKey:
-    """Load a key written by ``write_private_key`` (base64url of the raw 32 bytes)."""
+RELAY_KEY_HEADER = "haven relay-key v1"
+SIGNING_KEY_HEADER = "haven operator-signing-key v1"
+_KINDS = {
+    RELAY_KEY_HEADER: "a relay key (from `haven keygen`; for `haven serve --key-file`)",
+    SIGNING_KEY_HEADER: (
+        "an operator signing key (from `haven token keygen`; for `haven token issue --key`)"
+    ),
+}
+
+
+def read_key_text(path: Path, header: str) -> str:
+    """The key text of a typed key file of kind ``header``, or a one-line ``KeyFileError``."""
     try:
-        text = path.read_text("ascii").strip()
-        raw = _b64decode(text)
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            raise KeyFileError(
+                f"key file {path} is readable by group or others (mode {mode & 0o777:o}); "
+                f"run: chmod 600 {path}"
+            )
+        lines = path.read_text("ascii").split("\n")
     except (OSError, ValueError) as exc:
+        if isinstance(exc, KeyFileError):
+            raise
+        raise KeyFileError(f"cannot read key file {path}: {exc}") from None
+    first = lines[0].strip()
+    if first != header:
+        found = _KINDS.get(first)
+        if found is not None:
+            raise KeyFileError(f"key file {path} is {found}, but this needs {_KINDS[header]}")
+        raise KeyFileError(f"key file {path} does not start with '{header}'; this needs "
+                           f"{_KINDS[header]}")  # fmt: skip
+    return "\n".join(lines[1:]).strip()
+
+
+def read_private_key(path: Path) -> X25519PrivateKey:
+    """Load a key written by ``write_private_key`` (typed header, base64url of 32 bytes)."""
+    text = read_key_text(path, RELAY_KEY_HEADER)
+    try:
+        raw = _b64decode(text)
+    except ValueError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc}") from None
     if len(raw) != 32:
         raise KeyFileError(f"key file {path} does not hold a 32-byte X25519 key")
@@ -50,5 +93,6 @@ def write_secret_file(path: Path, text: str) -> None:
 
 
 def write_private_key(path: Path, key: X25519PrivateKey) -> None:
-    """Write ``key`` as base64url text, mode 0600, never overwriting."""
-    write_secret_file(path, base64.urlsafe_b64encode(private_bytes(key)).rstrip(b"=").decode())
+    """Write ``key`` as a typed relay key file, mode 0600, never overwriting."""
+    text = base64.urlsafe_b64encode(private_bytes(key)).rstrip(b"=").decode()
+    write_secret_file(path, f"{RELAY_KEY_HEADER}\n{text}")

@@ -22,6 +22,8 @@ Token text (ASCII, at most ``MAX_TOKEN_TEXT`` characters)::
   ``iat``     int       issued at, Unix seconds
   ``exp``     int       expires at, Unix seconds
   ``jti``     bytes(16) random token id (for revocation lists)
+  ``aud``     str       optional audience: the deployment the token is for; a relay
+                        accepts it only if its ``token_audience`` setting is equal
   ==========  ========  ================================================================
 
 * ``signature`` is Ed25519 over ``b"haven-token/1\\x00" + payload`` (domain separated,
@@ -33,6 +35,7 @@ Why this shape rather than JWT: one algorithm, no header to negotiate (so no
 
 Verification order, each step with its own typed error: text shape and payload schema
 (``TOKEN_INVALID``), issuer known (``TOKEN_UNTRUSTED``), signature (``TOKEN_INVALID``),
+audience (``TOKEN_UNTRUSTED``),
 revoked (``TOKEN_UNTRUSTED``), role allowed for the issuer (``TOKEN_UNTRUSTED``), not yet
 valid (``TOKEN_INVALID``), expired (``TOKEN_EXPIRED``). Error messages never echo the
 token.
@@ -171,14 +174,20 @@ def issue(
     queues: Iterable[str] = (),
     rooms: Iterable[str] = (),
     token_id: bytes | None = None,
+    audience: str | None = None,
 ) -> str:
-    """Sign claims with ``key``: a token valid from ``now`` for ``ttl`` seconds."""
+    """Sign claims with ``key``: a token valid from ``now`` for ``ttl`` seconds.
+
+    ``audience`` binds the token to the relays whose ``token_audience`` equals it, so a
+    token issued for one deployment is refused by another that trusts the same issuer.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if ttl <= 0:
         raise ValueError("ttl must be positive")
-    payload = msgpack.packb(
-        {
+    if audience is not None and not 0 < len(audience) <= MAX_SCOPE_LEN:
+        raise ValueError(f"the audience is 1..{MAX_SCOPE_LEN} characters")
+    claims: dict[str, Any] = {
             "v": CLAIMS_VERSION,
             "kid": key_id(key.public_key()),
             "role": role,
@@ -187,9 +196,10 @@ def issue(
             "iat": int(now),
             "exp": int(now + ttl),
             "jti": token_id if token_id is not None else secrets.token_bytes(16),
-        },
-        use_bin_type=True,
-    )
+        }
+    if audience is not None:
+        claims["aud"] = audience
+    payload = msgpack.packb(claims, use_bin_type=True)
     signature = key.sign(DOMAIN + payload)
     text = f"{PREFIX}.{b64url(payload)}.{b64url(signature)}"
     if len(text) > MAX_TOKEN_TEXT:
@@ -252,8 +262,17 @@ def _decode(text: str) -> tuple[bytes, bytes, dict[str, Any]]:
     return payload, signature, claims
 
 
-def verify(token: bytes | str, issuers: Mapping[bytes, Issuer], wall: float) -> Claims:
+def verify(
+    token: bytes | str,
+    issuers: Mapping[bytes, Issuer],
+    wall: float,
+    audience: str | None = None,
+) -> Claims:
     """Check a presented token against the trusted ``issuers`` (by key id) at ``wall``.
+
+    ``audience`` is this relay's ``token_audience``: the token's ``aud`` must equal it
+    exactly, absence included (a relay with an audience refuses tokens without one, and
+    a relay without one refuses tokens bound to some deployment).
 
     Raises ``RequestError`` with ``TOKEN_INVALID``, ``TOKEN_UNTRUSTED`` or
     ``TOKEN_EXPIRED``; returns the claims otherwise.
@@ -285,6 +304,14 @@ def verify(token: bytes | str, issuers: Mapping[bytes, Issuer], wall: float) -> 
         raise _invalid("bad validity period")
     if not isinstance(jti, bytes) or len(jti) != 16:
         raise _invalid("bad token id")
+    aud = raw.get("aud")
+    if aud is not None and not isinstance(aud, str):
+        raise _invalid("bad audience")
+    if aud != audience:
+        raise RequestError(
+            "this token was issued for another deployment (audience)",
+            code=ErrorCode.TOKEN_UNTRUSTED,
+        )
     claims = Claims(
         role=role,
         queues=_str_list(raw.get("q", []), "queue"),

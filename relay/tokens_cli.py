@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import codes
 
 from . import cli, tokens
-from .keys import KeyFileError, write_secret_file
+from .keys import SIGNING_KEY_HEADER, KeyFileError, read_key_text, write_secret_file
 
 #: Longest TTL ``issue`` accepts: tokens are meant to last a shift, not a season.
 MAX_TTL = 30 * 86400
@@ -42,6 +42,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="room code or scheduled-room name it may moderate (repeatable; * = all)",
     )
+    issue.add_argument(
+        "--audience",
+        default=None,
+        help="deployment the token is for (must equal the relay's token_audience)",
+    )
     issue.add_argument("--ttl", default="8h", help="lifetime: 90s, 30m, 8h, 2d (default 8h)")
     sub.add_parser("room-code", help="print a fresh room code (for link-only scheduled rooms)")
 
@@ -54,7 +59,7 @@ def _fail(message: str) -> int:
 def _keygen(args: argparse.Namespace) -> int:
     key = Ed25519PrivateKey.generate()
     try:
-        write_secret_file(args.out, tokens.private_key_text(key))
+        write_secret_file(args.out, f"{SIGNING_KEY_HEADER}\n{tokens.private_key_text(key)}")
     except (KeyFileError, OSError) as exc:
         return _fail(str(exc))
     print(tokens.public_key_text(key.public_key()))
@@ -63,7 +68,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _issue(args: argparse.Namespace) -> int:
     try:
-        key = tokens.parse_private_key(args.key.read_text("ascii"))
+        key = tokens.parse_private_key(read_key_text(args.key, SIGNING_KEY_HEADER))
+    except KeyFileError as exc:
+        return _fail(str(exc))
     except (OSError, ValueError) as exc:
         return _fail(f"cannot read signing key {args.key}: {exc}")
     try:
@@ -81,6 +88,7 @@ def _issue(args: argparse.Namespace) -> int:
             now=time.time(),
             queues=args.queue,
             rooms=args.room_scope,
+            audience=args.audience,
         )
     except ValueError as exc:
         return _fail(str(exc))

@@ -50,7 +50,12 @@ class Auth:
 
     def handle_auth(self, peer: Peer, req: m.Auth, now: float) -> None:
         """Verify the token, keep its claims for this connection, answer ``authed``."""
-        claims = verify(req.token, self.settings.issuers, self.clock.wall(now))
+        claims = verify(
+            req.token,
+            self.settings.issuers,
+            self.clock.wall(now),
+            audience=self.hub.config.token_audience,
+        )
         kept = tuple(c for c in self.claims(peer) if c.role != claims.role)
         peer.claims = (*kept, claims)[-MAX_CLAIMS:]
         if claims.role == "moderator":
@@ -58,7 +63,18 @@ class Auth:
             for seat in peer.seats.values():
                 if self._covers(claims, seat.room):
                     seat.moderator = True
-        self.hub.reply(peer, m.Authed(id=req.id, role=claims.role, expires=claims.expires))
+        # The reply tells the client what the token covers (protocol §7.4), so a client
+        # can show staff which queues and rooms they may act on without decoding it.
+        self.hub.reply(
+            peer,
+            m.Authed(
+                id=req.id,
+                role=claims.role,
+                expires=claims.expires,
+                queues=claims.queues,
+                rooms=claims.rooms,
+            ),
+        )
 
     # ---------------------------------------------------------------- checks
 
@@ -107,6 +123,24 @@ class Auth:
         seat = self.hub.seat_of(peer, room.code)
         seat.moderator = True
         return seat
+
+    def moderates(self, seat: Seat) -> bool:
+        """Whether ``seat`` holds moderator power *now*.
+
+        Derived at the moment of use from the live claims of the seat's current
+        connection, never from a stored flag: a seat whose token expired, or that was
+        resumed on a connection that has not sent a fresh ``auth`` covering the room,
+        is an ordinary member (its messages are pre-moderated, it gets no ``pending``
+        or ``crisis_alert``, a live moderator may mute or remove it). A held seat (no
+        connection) moderates nothing until it resumes and authenticates. Cheap: at
+        most ``MAX_CLAIMS`` claims are looked at.
+        """
+        peer = seat.peer
+        return peer is not None and self.is_moderator_for(peer, seat.room.code)
+
+    def live_moderators(self, room: Room) -> list[Seat]:
+        """Seats of ``room`` that hold moderator power now (see ``moderates``)."""
+        return [s for s in room.seats.values() if s.peer is not None and self.moderates(s)]
 
     def is_moderator_for(self, peer: Peer, room_code: str | None) -> bool:
         """Hub hook: may ``peer`` moderate ``room_code`` (None: create listed rooms)?

@@ -42,7 +42,7 @@ class Crisis:
         if last is None or now - last >= self.interval:
             self.last_flag[seat] = now
             alert = m.CrisisAlert(room=room.code, alias=seat.alias)
-            for moderator in room.moderators():
+            for moderator in self.auth.live_moderators(room):
                 if moderator is not seat:
                     self.hub.private(moderator, alert)
         self.hub.reply(peer, m.Ok(id=req.id))

@@ -13,18 +13,20 @@ Guessing bound
 A spoken code has about 30.6 bits, so it must not be guessable: it lives
 ``SPOKEN_CODE_TTL_S`` seconds and is invalidated after ``SPOKEN_CODE_MAX_ATTEMPTS``
 wrong attempts *across all callers*. A wrong guess names no invite, so it cannot be
-charged to "its" invite; instead it is charged to every live invite it *could* have
-matched. Live invites are kept in buckets by the code's number part (1..99) — the
-number is part of the guess, so a guess can only ever match invites in its own bucket.
-Each bucket keeps a monotonically increasing count of wrong guesses; an invite records
-the count when it was created and is locked once ``count - base`` reaches the maximum.
-Every wrong guess that could have hit a code is therefore counted against it, whoever
-sent it and however many connections guess at once (the hub handles one request at a
-time, so the check and the increment are one atomic step). A locked code answers
-``HANDOFF_CODE_LOCKED`` to whoever then presents it, so the staff member learns to issue
-a new one; every other guess answers ``HANDOFF_CODE_INVALID``, which says nothing about
-which codes exist. Bucketing also limits the collateral damage of one responder's typo
-to the (about 1 in 99) invites that share its number.
+charged to "its" invite; instead it is charged to every live invite, whatever part of
+the code it varies. (Charging it only to invites sharing its number part let a guesser
+spread guesses over the 99 numbers and get 5 tries per number, 495 in all: about 100
+times the documented odds.) The relay keeps one monotonically increasing count of wrong
+guesses; an invite records the count when it was created and is locked once
+``count - base`` reaches the maximum. Every wrong guess is therefore counted against
+every code that was live when it was made, whoever sent it and however many connections
+guess at once (the hub handles one request at a time, so the check and the increment are
+one atomic step), and a code is hit with probability at most 5 / SPOKEN_CODE_SPACE.
+A locked code answers ``HANDOFF_CODE_LOCKED`` to whoever then presents it, so the staff
+member learns to issue a new one; every other guess answers ``HANDOFF_CODE_INVALID``,
+which says nothing about which codes exist. The price is collateral: five mistyped codes
+relay-wide within a code's lifetime lock it, and staff issue a new one (a cheap,
+visible recovery; guessing is the harm that matters).
 
 Only connections holding a responder or staff token may guess at all, and
 ``handoff_accept`` is behind the proof-of-work gate.
@@ -33,7 +35,7 @@ Only connections holding a responder or staff token may guess at all, and
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from protocol import codes
 from protocol import messages as m
@@ -54,22 +56,7 @@ class Invite:
     code: str
     room: Room
     expires: float
-    bucket: int
-    base: int  #: the bucket's wrong-guess count when this invite was made
-    locked: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class Bucket:
-    """Live invites whose code starts with the same number, and wrong guesses at them."""
-
-    wrong: int = 0
-    invites: dict[str, Invite] = field(default_factory=dict)
-
-
-def bucket_of(code: str) -> int:
-    """The number part of a canonical spoken code."""
-    return int(code.split("-", 1)[0])
+    base: int = 0  #: the relay's wrong-guess count when this invite was made
 
 
 class Handoffs:
@@ -78,7 +65,10 @@ class Handoffs:
     def __init__(self, hub: Hub, auth: Auth) -> None:
         self.hub = hub
         self.auth = auth
-        self.buckets: dict[int, Bucket] = {}
+        self.by_code: dict[str, Invite] = {}
+        #: Wrong guesses ever made (monotonic); an invite is locked once
+        #: ``wrong - invite.base`` reaches ``MAX_WRONG``.
+        self.wrong = 0
         self.by_room: dict[Room, Invite] = {}
         self.order: deque[Invite] = deque()  #: by expiry (the TTL is constant)
 
@@ -89,36 +79,25 @@ class Handoffs:
     # ---------------------------------------------------------------- state
 
     def _add(self, invite: Invite) -> None:
-        bucket = self.buckets.setdefault(invite.bucket, Bucket())
-        invite.base = bucket.wrong
-        bucket.invites[invite.code] = invite
+        invite.base = self.wrong
+        self.by_code[invite.code] = invite
         self.by_room[invite.room] = invite
         self.order.append(invite)
 
     def _remove(self, invite: Invite) -> None:
-        bucket = self.buckets.get(invite.bucket)
-        if bucket is not None and bucket.invites.get(invite.code) is invite:
-            del bucket.invites[invite.code]
-            if not bucket.invites:
-                # Nothing left to protect: the count can start again from zero.
-                del self.buckets[invite.bucket]
+        if self.by_code.get(invite.code) is invite:
+            del self.by_code[invite.code]
         if self.by_room.get(invite.room) is invite:
             del self.by_room[invite.room]
 
-    def _wrong_guess(self, number: int) -> None:
-        bucket = self.buckets.get(number)
-        if bucket is None:
-            return
-        bucket.wrong += 1
-        for invite in bucket.invites.values():
-            if bucket.wrong - invite.base >= MAX_WRONG:
-                invite.locked = True
+    def _locked(self, invite: Invite) -> bool:
+        """Charged ``MAX_WRONG`` wrong guesses since it was made (O(1), no sweep)."""
+        return self.wrong - invite.base >= MAX_WRONG
 
     def _new_code(self) -> str:
         while True:
             code = codes.new_spoken_code()
-            bucket = self.buckets.get(bucket_of(code))
-            if bucket is None or code not in bucket.invites:
+            if code not in self.by_code:
                 return code
 
     # ------------------------------------------------------------- requests
@@ -133,7 +112,7 @@ class Handoffs:
         if old is not None:
             self._remove(old)  # one live code per room
         code = self._new_code()
-        self._add(Invite(code=code, room=room, expires=now + TTL, bucket=bucket_of(code), base=0))
+        self._add(Invite(code=code, room=room, expires=now + TTL))
         self.hub.reply(
             peer, m.Handoff(id=req.id, room=room.code, code=code, expires_in=int(TTL))
         )
@@ -147,16 +126,15 @@ class Handoffs:
             # A malformed code cannot match any invite, so it is not a guess.
             fail(ErrorCode.BAD_CODE, exc.message)
             return
-        bucket = self.buckets.get(bucket_of(code))
-        invite = bucket.invites.get(code) if bucket is not None else None
+        invite = self.by_code.get(code)
         if invite is None:
-            self._wrong_guess(bucket_of(code))
+            self.wrong += 1  # charged to every live invite at once (see module doc)
             fail(ErrorCode.HANDOFF_CODE_INVALID)
             return
         if invite.expires <= now:
             self._remove(invite)
             fail(ErrorCode.HANDOFF_CODE_INVALID)
-        if invite.locked:
+        if self._locked(invite):
             fail(ErrorCode.HANDOFF_CODE_LOCKED)
         seat = self.hub.add_seat(peer, invite.room, now, role="responder", over_cap=True)
         self._remove(invite)

@@ -89,7 +89,9 @@ class Moderation:
         event = m.Pending(
             room=room.code, item=m.PendingItem(item=item, alias=seat.alias, body=body)
         )
-        for moderator in room.moderators():
+        # Only seats with a live moderator token now; with none live the item waits
+        # in the room (bounded, expires) for ``pending_list`` by one who authenticates.
+        for moderator in self.auth.live_moderators(room):
             self.hub.private(moderator, event)
         return item
 
@@ -167,7 +169,7 @@ class Moderation:
         if target is None:
             fail(ErrorCode.MEMBER_NOT_FOUND)
         assert target is not None
-        if target.moderator:
+        if self.auth.moderates(target):
             fail(ErrorCode.FORBIDDEN, "moderators cannot be muted or removed")
         return target
 
@@ -228,7 +230,13 @@ class Moderation:
         self.hub.reply(peer, m.Sent(id=req.id, room=room.code, seq=seq))
 
     def close_room(self, peer: Peer, req: m.CloseRoom, now: float) -> None:
-        """Moderators close group rooms; the staff seat closes its direct room."""
+        """Moderators close group rooms; the staff seat closes its direct room.
+
+        The caller's role is checked before the room is looked up, so a caller with no
+        staff or moderator token gets the same refusal for a live and an ended room
+        (``join`` is the one request that tells a code holder whether a room lives).
+        """
+        self.auth.require(peer, now, ("staff", "moderator"))
         room = self.hub.find_room(req.room)
         if room.kind == "direct":
             self.auth.require(peer, now, ("staff",))

@@ -208,8 +208,9 @@ class Queues:
     # ------------------------------------------------------------------ staff
 
     def duty(self, peer: Peer, req: m.Duty, now: float) -> None:
-        line = self.line(req.queue)
+        # Role and scope first: a caller without them learns nothing from the lookup.
         self.auth.require_staff(peer, req.queue, now)
+        line = self.line(req.queue)
         if req.on:
             line.duty.add(peer)
         else:
@@ -217,8 +218,9 @@ class Queues:
         self.hub.reply(peer, m.Ok(id=req.id))
 
     def take_next(self, peer: Peer, req: m.TakeNext, now: float) -> None:
-        line = self.line(req.queue)
+        # Role and scope first: a caller without them learns nothing from the lookup.
         self.auth.require_staff(peer, req.queue, now)
+        line = self.line(req.queue)
         hub = self.hub
         cap = hub.config.max_rooms_per_connection
         if len(peer.seats) >= cap:

@@ -379,7 +379,8 @@ class Hub:
             kind=room.kind,
             topic=room.topic,
             premoderated=room.premoderated,
-            moderator=seat.moderator,
+            # What the seat can do now (a resumed seat has no power before a fresh auth).
+            moderator=seat.peer is not None and self.is_moderator_for(seat.peer, room.code),
             rules=room.rules,
             resumed=resumed,
         )

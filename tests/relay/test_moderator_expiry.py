@@ -87,7 +87,10 @@ async def test_resumed_moderator_seat_has_no_power_until_fresh_auth(harness: Har
     await first.abort()
 
     second = await harness.client()  # a new connection, no token
-    await second.call(lambda i: m.Resume(id=i, token=seat_token, after=seq + 1), m.Joined)
+    resumed = await second.call(
+        lambda i: m.Resume(id=i, token=seat_token, after=seq + 1), m.Joined
+    )
+    assert not resumed.seat.moderator  # the seat says what it can do now
     held = await second.call(lambda i: m.Send(id=i, room=room, body=b"x"), m.Sent)
     assert held.item is not None
     assert held.seq is None

@@ -47,7 +47,7 @@ from .errors import (
     UnexpectedReply,
     request_error,
 )
-from .link import Link, Pending
+from .link import Link, Pending, close_error
 from .room import QueueTicket, Room, RoomEvent
 from .router import RouteKind, Router
 from .streams import LossyStream
@@ -284,6 +284,10 @@ class ConnectionCore:
             link.challenge = msg.challenge
         elif isinstance(msg, Draining):
             link.retry_after = float(msg.retry_after)
+            # Leave at once rather than wait to be closed: the relay's drain ends as soon
+            # as its clients have gone, and the supervisor reconnects after
+            # ``retry_after`` (with jitter and backoff) and resumes where it can.
+            link.fail(close_error(1001, "the relay is draining"))
         elif isinstance(msg, Matched):
             self._granted(msg.seat)  # no ticket waits: the room shows up in ``rooms``
         self._events.put(cast(ConnEvent, msg))

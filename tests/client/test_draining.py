@@ -63,8 +63,8 @@ async def test_sdk_leaves_on_draining_and_reconnects(
         second_done = trio.Event()
         await _relay(nursery, key, port, second_done)
         with trio.fail_after(60):
-            while not a.connected:
-                await trio.sleep(0.5)
+            await a.ping()  # requests wait until the SDK has reconnected
+        assert a.connected
         assert trio.current_time() - started >= RETRY_AFTER
         with trio.fail_after(60), pytest.raises(errors.ResumeFailed):
             async for _ in theirs.events():

@@ -115,7 +115,7 @@ def scan(data: bytes) -> None:
         if n >= 0:
             if n > (MAX_MAP_LEN if is_map else MAX_ARRAY_LEN):
                 raise _malformed("container too long")
-            if len(pending) >= MAX_DEPTH:
+            if len(pending) > MAX_DEPTH:  # ``pending`` also holds the virtual root
                 raise _malformed("nested too deeply")
             pending.append(2 * n if is_map else n)
     if pos != end:

@@ -206,3 +206,15 @@ def test_importing_protocol_does_not_import_trio() -> None:
     )
     root = str(PROTOCOL_DIR.parent)
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_depth_limit_counts_the_top_level_map_as_depth_one() -> None:
+    """§5: MAX_DEPTH 4 with the top-level map at depth 1 (regression: 4 was refused)."""
+    # {"x": [[[]]]}: map, array, array, array = depth 4, as literal bytes.
+    at_limit = b"\x81\xa1x\x91\x91\x90"
+    codec.scan(at_limit)
+    # {"x": [[[[]]]]}: depth 5.
+    with pytest.raises(DecodeError) as too_deep:
+        codec.scan(b"\x81\xa1x\x91\x91\x91\x90")
+    assert "deep" in str(too_deep.value)
+    assert codec.MAX_DEPTH == 4

@@ -103,6 +103,7 @@ class Connection:
 
     __slots__ = (
         "_lot", "_partial", "_partial_len", "_scope", "backlog", "buf", "closing", "dirty", "fd",
+        "frames",
         "last_ping", "last_rx", "peer", "pow_seed", "relay", "sending", "stream", "transport", "ws",
     )  # fmt: skip
 
@@ -115,6 +116,7 @@ class Connection:
         self.transport: frames.Transport | None = None
         self.peer: Peer | None = None
         self.buf: list[bytes] = []
+        self.frames = 0  #: messages in ``buf`` (the latency histogram counts each)
         self.backlog = 0
         self.closing = False
         self.last_rx = trio.current_time()
@@ -135,9 +137,10 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until it closes; never raises for client misbehaviour."""
         relay = self.relay
+        accepted = trio.current_time()
         try:
             try:
-                deadline = trio.current_time() + relay.config.handshake_timeout
+                deadline = accepted + relay.config.handshake_timeout
                 with trio.CancelScope(deadline=deadline) as scope:
                     relay.pending[self] = scope
                     await self._handshake()
@@ -153,7 +156,7 @@ class Connection:
                 return
             finally:
                 relay.pending.pop(self, None)
-            relay.metrics.handshake_ok()
+            relay.metrics.handshake_ok(trio.current_time() - accepted)
             self.peer = relay.hub.connect(trio.current_time(), sink=self, pow_seed=self.pow_seed)
             relay.flush()
             async with trio.open_nursery() as nursery:
@@ -397,6 +400,7 @@ class Connection:
             self.close(close_code(ErrorCode.NONCE_EXHAUSTED), "session exhausted")
             return
         self.buf.append(_FRAME_HEADERS[len(sealed)])
+        self.frames += 1
         self._push_bytes(sealed)
 
     def _push_bytes(self, data: bytes) -> None:
@@ -439,8 +443,9 @@ class Connection:
                 self.close(None, "")
                 return
             metrics = self.relay.metrics
-            metrics.latency.observe(latency)
+            metrics.latency.observe(latency, self.frames)
             metrics.bytes_out.inc(written)
+            self.frames = 0
             buf.clear()
             if written == len(data):
                 self.backlog = 0
@@ -482,13 +487,14 @@ class Connection:
                 data = buf[0] if len(buf) == 1 else b"".join(buf)
                 buf.clear()
                 self.backlog = 0
+                frames, self.frames = self.frames, 0
                 queued = trio.current_time()
                 self.sending = True
                 try:
                     await stream.send_all(data)
                 finally:
                     self.sending = False
-                self.relay.metrics.latency.observe(trio.current_time() - queued)
+                self.relay.metrics.latency.observe(trio.current_time() - queued, frames)
                 self.relay.metrics.bytes_out.inc(len(data))
         finally:
             if self._scope is not None:
@@ -500,6 +506,7 @@ class Connection:
             return
         # Only the close code is logged: never who, never which room.
         log.debug("closing a connection with code %s", code if code is not None else "none")
+        self.relay.metrics.closed(code)
         if code is not None and self.ws.state is ConnectionState.OPEN:
             try:
                 data = self.ws.send(CloseConnection(code=code, reason=reason))
@@ -520,6 +527,7 @@ class Connection:
         """Forget queued bytes (a slow consumer's backlog is not worth flushing)."""
         self.buf.clear()
         self.backlog = 0
+        self.frames = 0
 
 
 __all__ = ["Connection", "HandshakeFailed", "close_code"]

@@ -117,6 +117,10 @@ class Hub:
             "resume_failed": 0,
             "rooms_created": 0,
         }
+        #: Rooms ended, by reason (``m.CLOSE_REASONS``; "empty" when the last seat left).
+        self.rooms_closed: dict[str, int] = {
+            reason: 0 for reason in m.CLOSE_REASONS if reason != "taken_over"
+        }
         #: Observers called with each room as it ends (metrics, flows).
         self.on_room_end: list[Callable[[Room], None]] = []
         self.handlers: dict[type[Any], Handler] = {
@@ -481,6 +485,7 @@ class Hub:
         for entry in [e for e in room.pending.values() if e.author is seat]:
             del room.pending[entry.item]
         if not room.seats:
+            self.rooms_closed["empty"] += 1
             self.drop_room(room)
         else:
             self._presence(seat, what)
@@ -488,6 +493,7 @@ class Hub:
     def close_room(self, room: Room, reason: str) -> None:
         """End a room for everyone present and forget everything about it."""
         event = m.RoomClosed(room=room.code, reason=reason)
+        self.rooms_closed[reason] = self.rooms_closed.get(reason, 0) + 1
         for seat in room.seats.values():
             if seat.peer is not None:
                 self.out.append((seat.peer, event))

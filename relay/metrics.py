@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -43,17 +45,28 @@ from prometheus_client.registry import Collector
 
 from protocol.errors import ErrorCode
 
-from . import ramonly
+from . import __version__, ramonly
 
 if TYPE_CHECKING:
     from .server import Relay
 
 log = logging.getLogger("haven.metrics")
 
+# No ``*_created`` series: a third of all samples, each a timestamp nobody graphs.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 #: Why a handshake failed: the complete, fixed label set.
 HANDSHAKE_REASONS = (
     "timeout", "evicted", "eof", "websocket", "noise", "version", "capacity", "draining",
 )  # fmt: skip
+#: Close codes the relay sends (docs/protocol.md section 14): the fixed label set of
+#: ``haven_connections_closed_total``; "none" is a close without a close frame.
+CLOSE_CODES = (
+    "none", "1000", "1001", "1003", "1009", "4103", "4104", "4105", "4106", "4108", "4109",
+    "4400", "4402", "4406", "4408", "other",
+)  # fmt: skip
+#: Handshake duration buckets (seconds).
+HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 #: Which limit refused something: the complete, fixed label set.
 LIMIT_REASONS = (
     "connections",  # max_connections reached (close 4402)
@@ -102,6 +115,10 @@ SERIES: dict[str, tuple[str, ...]] = {
     "haven_members": (),
     "haven_seats_held": (),
     "haven_pending_moderation": (),
+    "haven_rooms_closed_total": ("reason",),
+    "haven_handshake_duration_seconds": (),
+    "haven_connections_closed_total": ("code",),
+    "haven_build_info": ("version", "python"),
     "haven_memory_budget_used_bytes": (),
     "haven_memory_budget_bytes": (),
     "haven_memory_budget_refused_total": (),
@@ -209,6 +226,12 @@ class _HubCollector(Collector):
         yield CounterMetricFamily(
             "haven_rooms_created", "Rooms created", value=hub.stats["rooms_created"]
         )
+        closed = CounterMetricFamily(
+            "haven_rooms_closed", "Rooms ended, by reason", labels=["reason"]
+        )
+        for reason, count in hub.rooms_closed.items():
+            closed.add_metric([reason], count)
+        yield closed
         resumes = CounterMetricFamily("haven_resumes", "Seat resumes", labels=["result"])
         resumes.add_metric(["ok"], hub.stats["resumes"])
         resumes.add_metric(["failed"], hub.stats["resume_failed"])
@@ -270,9 +293,10 @@ class HotHistogram:
         self.counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
         self.total = 0.0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
+    def observe(self, value: float, n: int = 1) -> None:
+        """Count ``n`` observations of ``value`` (a batch of messages written at once)."""
+        self.counts[bisect_left(self.bounds, value)] += n
+        self.total += value * n
 
     def family(self, name: str, documentation: str) -> HistogramMetricFamily:
         cumulative = 0
@@ -336,6 +360,20 @@ class Metrics:
         self.bytes_in = HotCounter()
         self.latency = HotHistogram(LATENCY_BUCKETS)
         self.loop_lag = _LoopLag(r)
+        self.handshake_seconds = Histogram(
+            "haven_handshake_duration_seconds",
+            "From TCP accept to a completed Noise handshake (successful handshakes)",
+            buckets=HANDSHAKE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.closes = Counter(
+            "haven_connections_closed", "Connections the relay closed, by close code",
+            ["code"], registry=r,
+        )  # fmt: skip
+        self._close = {code: self.closes.labels(code) for code in CLOSE_CODES}
+        Gauge(
+            "haven_build_info", "Always 1; the labels say what is running", ["version", "python"],
+            registry=r,
+        ).labels(__version__, platform.python_version()).set(1)
         #: Queue names the operator configured: the only values of the ``queue`` label.
         self.queues = configured_queues(relay.config.extra)
         self.queue_wait = Histogram(
@@ -349,8 +387,14 @@ class Metrics:
 
     # ------------------------------------------------------------ recording API
 
-    def handshake_ok(self) -> None:
+    def handshake_ok(self, seconds: float) -> None:
         self._handshake_ok.inc()
+        self.handshake_seconds.observe(seconds)
+
+    def closed(self, code: int | None) -> None:
+        """The relay closed a connection with ``code`` (``None``: without a close frame)."""
+        label = "none" if code is None else str(code)
+        self._close.get(label, self._close["other"]).inc()
 
     def handshake_failed(self, reason: str) -> None:
         self.handshakes.labels("failed", reason if reason in HANDSHAKE_REASONS else "noise").inc()

@@ -8,11 +8,14 @@ sets; and no label value is ever a room code, alias, token, queue ticket or addr
 from __future__ import annotations
 
 import base64
+import platform
+import re
 
 import trio
 
 from protocol import messages as m
-from relay.metrics import HANDSHAKE_REASONS, LIMIT_REASONS, SERIES
+from relay import __version__ as relay_version
+from relay.metrics import CLOSE_CODES, HANDSHAKE_REASONS, LIMIT_REASONS, SERIES
 from relay.server import RelayInfo
 from tests.conftest import start_relay
 
@@ -125,6 +128,8 @@ async def test_series_are_the_same_for_one_room_and_a_thousand(
     from protocol.errors import ErrorCode
 
     allowed |= {c.name for c in ErrorCode}
+    allowed |= set(CLOSE_CODES) | set(info.relay.hub.rooms_closed)
+    allowed |= {relay_version, platform.python_version()}  # haven_build_info
     le_free = {v for _, labels in many_rooms for k, v in labels if k != "le"}
     assert le_free <= allowed
 
@@ -194,3 +199,16 @@ async def test_limits_and_errors_are_counted_by_fixed_reason(
     assert values["haven_handshakes_total{reason=ok,result=ok}"] == 1
     assert values["haven_bytes_in_total{}"] > 0
     assert values["haven_bytes_out_total{}"] > 0
+
+
+async def test_no_created_series_and_build_info(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    info = await start_relay(nursery, metrics_port=0, extra=QUEUES)
+    assert info.metrics_url is not None
+    text, _, values = await scrape(info.metrics_url)
+    # No *_created series (a third of all samples, each a timestamp).
+    assert not re.search(r"^\w+_created[{ ]", text, re.MULTILINE)
+    assert values[
+        f"haven_build_info{{python={platform.python_version()},version={relay_version}}}"
+    ] == 1

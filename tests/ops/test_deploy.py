@@ -46,7 +46,7 @@ def _check_expr(expr: str, series: Series) -> int:
         assert labels, f"{name} (in {expr!r}) is not exported by the relay"
         found += 1
         for key, op, value in MATCHER.findall(selector or ""):
-            if key == "job":
+            if key in ("job", "instance"):
                 continue  # added by Prometheus at scrape time
             values = {v for ls in labels for k, v in ls if k == key}
             assert values, f"{name} has no label {key!r} (in {expr!r})"
@@ -122,3 +122,24 @@ def test_systemd_unit_is_hardened() -> None:
         assert settings.get(key) == [value], key
     assert "serve" in settings["ExecStart"][0]
     assert not any(k in settings for k in ("StateDirectory", "LogsDirectory", "CacheDirectory"))
+
+
+def test_dashboard_selects_by_relay_and_marks_alert_thresholds() -> None:
+    """One saturated relay must be visible: every query honours the instance variable,
+    and the per-relay CPU, memory and loop-lag panels carry the alerts' thresholds."""
+    data = json.loads((DEPLOY / "grafana" / "haven-dashboard.json").read_text())
+    names = [v["name"] for v in data["templating"]["list"]]
+    assert "instance" in names
+    for expr in _dashboard_exprs():
+        assert 'instance=~"$instance"' in expr, expr
+    panels = {p["title"]: p for p in data["panels"]}
+    for title, threshold in (
+        ("Memory (RSS) per relay", 1.5e9),
+        ("Event-loop lag per relay", 0.25),
+        ("Relay latency (received to written)", 0.05),
+    ):
+        steps = panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert steps[-1]["value"] == threshold, title
+        assert all("by (instance" in t["expr"] for t in panels[title]["targets"]) or (
+            title.startswith("Relay latency")
+        )

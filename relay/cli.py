@@ -17,9 +17,10 @@ from pathlib import Path
 import trio
 
 from . import __version__, logs, ramonly
-from .config import ConfigError, load, scalar_fields
+from .config import Config, ConfigError, load, scalar_fields
 from .keys import KeyFileError, write_private_key
 from .server import RelayInfo, b64url, serve
+from .settings_help import SETTINGS_HELP
 
 #: Extra subcommands registered by other packages: name -> (add_arguments, run).
 SUBCOMMANDS: dict[
@@ -27,19 +28,34 @@ SUBCOMMANDS: dict[
 ] = {}
 
 
+def _describe(name: str, default: object) -> str:
+    """``--help`` text of one setting: meaning, unit, default, environment variable."""
+    unit, meaning = SETTINGS_HELP[name]
+    shown = "none" if default is None else str(default).lower() if isinstance(
+        default, bool) else str(default)  # fmt: skip
+    text = f"{meaning} [{unit}; default {shown}; env HAVEN_{name.upper()}]"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
 def _serve_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML config file ([relay] table)")
+    parser.add_argument("--config", type=Path, help="TOML config file ([relay] table and "
+                        "the flows' [[queues]], [[rooms]], [[issuers]]); see docs/operations.md")
+    parser.add_argument("--check-config", action="store_true", help="read and check the "
+                        "configuration, key and flows (like nginx -t), then exit 0 or 2")
+    parser.add_argument("--print-config", action="store_true", help="print the effective "
+                        "settings (flags > environment > file > defaults) as TOML and exit")
+    defaults = Config()
     for f in scalar_fields():
         flag = "--" + f.name.replace("_", "-")
         if f.name == "key_file":
             flag = "--key"
+        text = _describe(f.name, getattr(defaults, f.name))
         if f.type == "bool":
             parser.add_argument(
-                flag, dest=f.name, action="store_const", const=True, default=None,
-                help=f"(env HAVEN_{f.name.upper()})",
-            )  # fmt: skip
+                flag, dest=f.name, action="store_const", const=True, default=None, help=text
+            )
             continue
-        parser.add_argument(flag, dest=f.name, default=None, help=f"(env HAVEN_{f.name.upper()})")
+        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=text)
 
 
 def _is_loopback(host: str) -> bool:
@@ -87,7 +103,45 @@ async def _run_relay(args: argparse.Namespace) -> None:
 _STARTUP_ERRORS = (ConfigError, KeyFileError, ramonly.RamOnlyError, OSError)
 
 
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _check_or_print(args: argparse.Namespace) -> int:
+    """``--check-config`` / ``--print-config``: read everything a start would, run nothing."""
+    from . import flows
+    from .hub import Hub
+    from .server import load_or_generate_key
+
+    try:
+        config = load(
+            {f.name: getattr(args, f.name) for f in scalar_fields()}, config_file=args.config
+        )
+        flows.install(Hub(config, 0.0), config)  # parses queues, rooms, issuers
+        load_or_generate_key(config)
+    except (ConfigError, KeyFileError, OSError, ValueError) as exc:
+        print(f"haven: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print("[relay]")
+        for f in scalar_fields():
+            value = getattr(config, f.name)
+            if value is None:
+                print(f"# {f.name} = (none)")
+            else:
+                print(f"{f.name} = {_toml_value(value)}")
+    else:
+        print("haven: configuration OK", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.check_config or args.print_config:
+        return _check_or_print(args)
     try:
         trio.run(_run_relay, args)
     except _STARTUP_ERRORS as exc:

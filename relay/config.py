@@ -125,6 +125,8 @@ def _convert(f: dataclasses.Field[Any], value: Any) -> Any:
         if tp == "bool":
             return _boolean(value)
         if tp.startswith("int"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(f"expected a whole number, got {value!r}")
             return int(value)
         if tp.startswith("float"):
             return float(value)
@@ -210,6 +212,8 @@ def validate(config: Config) -> None:
         raise ConfigError("setting 'max_message_bytes' cannot exceed 65535 (Noise limit)")
     if config.max_body_bytes > 60 * KIB:
         raise ConfigError("setting 'max_body_bytes' cannot exceed 61440")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("setting 'log_level' must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     if config.log_format not in ("plain", "json"):
         raise ConfigError("setting 'log_format' must be 'plain' or 'json'")
     if config.max_members > config.max_members_limit:

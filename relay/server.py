@@ -341,6 +341,15 @@ def load_or_generate_key(config: Config) -> X25519PrivateKey:
     return read_private_key(config.key_file)
 
 
+async def _listen(which: str, host: str, port: int) -> list[trio.SocketListener]:
+    """Open a listener; a failure names which listener and where (port in use, ...)."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(f"cannot open the {which} listener on {host}:{port}: {reason}") from None
+
+
 async def serve(
     config: Config,
     *,
@@ -351,15 +360,13 @@ async def serve(
     """Run a relay until cancelled or drained; report ``RelayInfo`` once listening."""
     key = static_key if static_key is not None else load_or_generate_key(config)
     relay = Relay(config, key, registry)
-    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    listeners = await _listen("relay", config.host, config.port)
     port = listeners[0].socket.getsockname()[1]
     host = config.host if ":" not in config.host else f"[{config.host}]"
     metrics_url = None
     async with trio.open_nursery() as nursery:
         if config.metrics_port is not None:
-            mlisteners = await trio.open_tcp_listeners(
-                config.metrics_port, host=config.metrics_host
-            )
+            mlisteners = await _listen("metrics", config.metrics_host, config.metrics_port)
             mport = mlisteners[0].socket.getsockname()[1]
             metrics_url = f"http://{config.metrics_host}:{mport}"
             await nursery.start(serve_metrics, relay, mlisteners)

@@ -186,3 +186,12 @@ def test_placeholders_for_merged_sections_exist() -> None:
     threat = (DOCS / "threat-model.md").read_text("utf-8")
     assert re.search(r"^## CPython memory limits$", threat, re.M)
     assert "docs/flows.md" in PROTOCOL
+
+
+def test_command_line_help_says_what_the_settings_table_says() -> None:
+    from relay.settings_help import SETTINGS_HELP, plain
+
+    rows = setting_rows()
+    assert set(SETTINGS_HELP) == set(rows) == {f.name for f in scalar_fields()}
+    for name, cells in rows.items():
+        assert SETTINGS_HELP[name] == (plain(cells[1]), plain(cells[2])), name

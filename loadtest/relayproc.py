@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import subprocess
 import sys
@@ -71,6 +72,9 @@ class SpawnedRelay:
             for line in proc.stderr:
                 if line.startswith("metrics ") and not metrics:
                     metrics.append(line.split(None, 1)[1].strip())
+                    metrics_seen.set()
+                elif line.startswith('{"metrics": ') and not metrics:  # --log-format json
+                    metrics.append(json.loads(line)["metrics"])
                     metrics_seen.set()
                 tail.append(line.rstrip())
             metrics_seen.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import signal
 import sys
@@ -93,7 +94,10 @@ async def _run_relay(args: argparse.Namespace) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             print(info.banner(), flush=True)
             if info.metrics_url:
-                print(f"metrics {info.metrics_url}/metrics", file=sys.stderr, flush=True)
+                line = f"metrics {info.metrics_url}/metrics"
+                if config.log_format == "json":
+                    line = json.dumps({"metrics": f"{info.metrics_url}/metrics"})
+                print(line, file=sys.stderr, flush=True)
             async for _ in signals:
                 info.relay.drain_requested.set()
                 break

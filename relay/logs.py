@@ -39,11 +39,26 @@ REDACTED = "[redacted]"
 _MARK = "_haven_privacy_handler"
 
 
-def scrub(text: str) -> str:
-    """Redact anything that looks like an address, a code, an alias or a secret."""
+def scrub(text: str, keep: tuple[str, ...] = ()) -> str:
+    """Redact anything that looks like an address, a code, an alias or a secret.
+
+    ``keep`` are strings the relay itself put there from its own configuration (its
+    listen addresses): they are shown as they are, never a client's.
+    """
+    for k, own in enumerate(keep):
+        text = text.replace(own, f"\x00{k}\x00")
     for pattern in _PATTERNS:
         text = pattern.sub(REDACTED, text)
+    for k, own in enumerate(keep):
+        text = text.replace(f"\x00{k}\x00", own)
     return text
+
+
+def iso_time(created: float) -> str:
+    """UTC time with milliseconds and the zone: ``2026-12-05T03:35:01.123Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + (
+        f".{int(created % 1 * 1000):03d}Z"
+    )
 
 
 class PrivacyFilter(logging.Filter):
@@ -56,7 +71,7 @@ class PrivacyFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not leak its arguments either
             message = f"unformattable log record from {record.name}"
-        record.msg = scrub(message)
+        record.msg = scrub(message, tuple(getattr(record, "haven_own", ())))
         record.args = None
         if record.exc_info:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
@@ -74,7 +89,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "time": iso_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -84,6 +99,16 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             out["stack"] = record.stack_info
         return json.dumps(out)
+
+
+class PlainFormatter(logging.Formatter):
+    """``time level logger: message`` with an ISO 8601 UTC time in milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso_time(record.created)
 
 
 def setup(
@@ -100,7 +125,7 @@ def setup(
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     setattr(handler, _MARK, True)
     for logger in (logging.getLogger("haven"), logging.getLogger()):
         logger.handlers[:] = [h for h in logger.handlers if not getattr(h, _MARK, False)]
@@ -111,4 +136,10 @@ def setup(
     root = logging.getLogger()
     root.setLevel(logging.WARNING)
     logging.captureWarnings(True)
+    # A crash's traceback goes through the same filter, not straight to stderr.
+    sys.excepthook = _log_uncaught
     return handler
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    logging.getLogger("haven").critical("the relay crashed", exc_info=(kind, exc, tb))  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise
 from protocol import messages as m
 from protocol.errors import ErrorCode, HavenError
 
-from . import flows
+from . import __version__, flows
 from .admission import Admission
 from .config import Config
 from .connection import CLOSE_GOING_AWAY, Connection, close_code
@@ -377,7 +377,17 @@ async def serve(
             relay_accepting = _Accepting(relay, accept_scope)
             handlers.start_soon(relay_accepting.run, listeners, handlers)
             relay.accepting = True
-            log.info("listening on %s", info.url)
+            own = tuple(u for u in (info.url, metrics_url) if u)
+            log.info(
+                "haven %s listening on %s (metrics %s); %d issuers, queues: %s; "
+                "scheduled rooms: %s",
+                __version__, info.url, metrics_url or "off",
+                len(config.extra.get("issuers", []) or []),
+                ", ".join(relay.metrics.queues) or "none",
+                ", ".join(str(r.get("name", "?")) for r in config.extra.get("rooms", []) or []
+                          if isinstance(r, dict)) or "none",
+                extra={"haven_own": own},
+            )  # fmt: skip
             task_status.started(info)
             await relay.drain_requested.wait()
             relay.accepting = False

@@ -59,6 +59,7 @@ HAVEN_BENCH_FLAGS = [
     "--room-rate-bytes-per-s", str(1024 * MIB),
     "--room-burst-bytes", str(1024 * MIB),
     "--resume-buffer-bytes", str(2048 * MIB),
+    "--memory-budget-bytes", str(16384 * MIB),
     "--drain-grace", "0.5",
     "--log-level", "WARNING",
 ]  # fmt: skip

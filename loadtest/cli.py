@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 import tempfile
 import time
@@ -138,7 +139,25 @@ def moderator_setup(ttl_s: float) -> tuple[bytes, str]:
     return token.encode("ascii"), config
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse before the run what would only fail after it (a tool error, exit 2)."""
+    for path in (args.json_path, args.plot):
+        if path is None:
+            continue
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise CannotRun(f"cannot write {path}: its folder is missing or not writable")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CannotRun(
+                "--plot needs matplotlib: pip install 'haven-relay[plot]'"
+            ) from None
+
+
 async def _main(args: argparse.Namespace, console: Console) -> int:
+    _check_outputs(args)
     checks = slo_mod.parse(args.slo)
     steps = [int(s) for s in args.ramp_steps.split(",") if s.strip()]
     if args.mode == "ramp" and not steps:

@@ -311,3 +311,16 @@ async def test_soak_samples_relay_memory(
     assert rep["relay"]["memory_source"] == "psutil"
     assert len(rep["relay"]["rss_samples"]) >= 5
     assert rep["relay"]["rss_bytes"]["peak"] >= rep["relay"]["rss_bytes"]["before"] > 0
+
+
+async def test_unwritable_outputs_exit_2_before_any_load(
+    nursery: trio.Nursery, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: an unwritable --json path was found only after the whole run, and
+    exited 1 like a failed SLO."""
+    info = await start_relay(nursery)
+    for flag, target in (("--json", tmp_path / "missing" / "r.json"), ("--plot", tmp_path)):
+        args = cli_args(*relay_flags(info), *LOAD, flag, str(target))
+        assert await lt_cli.run_cli(args, Console(file=io.StringIO())) == 2
+        assert "cannot write" in capsys.readouterr().err
+    assert info.relay.hub.stats["messages"] == 0  # nothing was run

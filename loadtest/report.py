@@ -176,6 +176,17 @@ def step_summary(rooms: int, rep: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: SLO metrics drawn as threshold lines on the latency panels (milliseconds).
+_PLOTTED_LATENCIES = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+
+
+def offered_deliveries_per_s(cfg: dict[str, Any]) -> float:
+    """What the configured load asks for: every member sends at its rate, and each
+    message is delivered to every other member of its room."""
+    members = int(cfg["members"])
+    return float(cfg["rooms"]) * members * float(cfg["rate_per_member"]) * max(0, members - 1)
+
+
 def write_json(rep: dict[str, Any], path: Path) -> None:
     """Write the report (it holds aggregate figures only: no codes, no bodies)."""
     path.write_text(json.dumps(rep, indent=2, sort_keys=False) + "\n", "utf-8")
@@ -244,7 +255,8 @@ def render(rep: dict[str, Any], console: Console) -> None:
 
 
 def plot(rep: dict[str, Any], path: Path) -> None:
-    """Latency over time, the latency distribution, and relay memory when sampled."""
+    """The verdict, latency over time and its distribution against the SLO thresholds,
+    offered vs achieved throughput, the capacity curve of a ramp, relay memory."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,11 +266,22 @@ def plot(rep: dict[str, Any], path: Path) -> None:
     plain = FuncFormatter(lambda v, _pos: f"{v:g}")
 
     memory = rep["relay"].get("rss_samples") or []
-    panels = 3 if memory else 2
+    ramp = rep.get("ramp")
+    panels = 3 + (1 if memory else 0) + (1 if ramp else 0)
     fig, axes = plt.subplots(panels, 1, figsize=(10, 3.6 * panels), constrained_layout=True)
     cfg = rep["config"]
-    fig.suptitle(f"haven loadtest: {cfg['rooms']} {cfg['kind']} rooms x {cfg['members']} "
-                 f"members at {cfg['rate_per_member']}/s, {cfg['size']} B bodies")  # fmt: skip
+    passed = ramp["largest_passing_rooms"] is not None if ramp else rep["slo"]["passed"]
+    verdict = "PASS" if passed else "FAIL"
+    fig.suptitle(f"haven loadtest {verdict}: {cfg['rooms']} {cfg['kind']} rooms x "
+                 f"{cfg['members']} members at {cfg['rate_per_member']}/s, {cfg['size']} B "
+                 f"bodies", color="green" if passed else "red")  # fmt: skip
+    latency_slo = [c for c in rep["slo"]["checks"] if c["metric"] in _PLOTTED_LATENCIES]
+
+    def thresholds(ax: Any) -> None:
+        for check in latency_slo:
+            ax.axhline(check["threshold"], color="red", linestyle="--", linewidth=1,
+                       label=f"SLO {check['check']}")  # fmt: skip
+
     ax = axes[0]
     points = rep["timeline"]
     if points:
@@ -266,6 +289,7 @@ def plot(rep: dict[str, Any], path: Path) -> None:
         ax.plot(t, [p["p50_ms"] for p in points], label="p50")
         ax.plot(t, [p["p99_ms"] for p in points], label="p99")
         ax.plot(t, [p["max_ms"] for p in points], label="max", alpha=0.5)
+        thresholds(ax)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(plain)
     ax.set_title("end-to-end latency over time (per interval)")
@@ -279,17 +303,51 @@ def plot(rep: dict[str, Any], path: Path) -> None:
         # x axis: 1/(1 - percentile), the usual HDR view that stretches the tail.
         xs = [1 / (1 - min(p, 99.9999) / 100) for p, _ in dist]
         ax.plot(xs, [v for _, v in dist], marker="o")
+        thresholds(ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(plain)
         ticks = [(50, "50%"), (90, "90%"), (99, "99%"), (99.9, "99.9%"), (99.99, "99.99%")]
         ax.set_xticks([1 / (1 - p / 100) for p, _ in ticks], [label for _, label in ticks])
+        if latency_slo:
+            ax.legend(loc="upper left")
     ax.set_title(f"latency distribution ({rep['latency_ms']['count']:,} deliveries)")
     ax.set_xlabel("percentile")
     ax.set_ylabel("latency (ms)")
     ax.grid(True, which="both", alpha=0.3)
+    ax = axes[2]
+    offered = offered_deliveries_per_s(cfg)
+    if len(points) >= 2:
+        step = points[1]["t_s"] - points[0]["t_s"] or 1.0
+        ax.plot([p["t_s"] for p in points], [p["count"] / step for p in points],
+                label="achieved")  # fmt: skip
+    ax.axhline(offered, color="grey", linestyle="--", label=f"offered ({offered:,.0f}/s)")
+    ax.set_title(f"deliveries per second: offered vs achieved "
+                 f"(steady mean {rep['deliveries_per_s']:,}/s)")  # fmt: skip
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("deliveries/s")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    k = 3
+    if ramp:
+        ax = axes[k]
+        k += 1
+        steps = ramp["steps"]
+        rooms = [s["rooms"] for s in steps]
+        ax.plot(rooms, [s["p99_ms"] for s in steps], marker="o", color="tab:orange",
+                label="p99 (ms)")  # fmt: skip
+        thresholds(ax)
+        ax.set_xlabel("rooms")
+        ax.set_ylabel("p99 latency (ms)")
+        ax.legend(loc="upper left")
+        twin = ax.twinx()
+        twin.plot(rooms, [s["deliveries_per_s"] for s in steps], marker="s",
+                  label="deliveries/s")  # fmt: skip
+        twin.set_ylabel("deliveries/s")
+        ax.set_title(f"capacity curve (largest passing step: {ramp['largest_passing_rooms']})")
+        ax.grid(True, alpha=0.3)
     if memory:
-        ax = axes[2]
+        ax = axes[k]
         ax.plot([s[0] for s in memory], [s[1] / 2**20 for s in memory])
         ax.set_title(f"relay resident memory ({rep['relay'].get('memory_source')})")
         ax.set_xlabel("seconds since start")

@@ -207,6 +207,8 @@ async def _target_and_run(args: argparse.Namespace, console: Console,
         sample_interval=sample, relay_pid=spawned.pid if spawned else None,
         metrics_url=args.metrics_url or (spawned.metrics_url if spawned else None),
     )  # fmt: skip
+    opts.stop = trio.Event()
+    opts.stop_on_ctrl_c = True
     try:
         rep = await _with_progress(spec, opts, console, quiet=args.quiet, steps=steps)
     finally:
@@ -217,6 +219,10 @@ async def _target_and_run(args: argparse.Namespace, console: Console,
         report_mod.write_json(rep, args.json_path)
     if args.plot:
         report_mod.plot(rep, args.plot)
+    if rep.get("partial"):
+        print("haven loadtest: interrupted; the report covers what was measured "
+              "(marked partial)", file=sys.stderr)  # fmt: skip
+        return EXIT_CANNOT_RUN
     if args.mode == "ramp":
         return EXIT_PASS if rep["ramp"]["largest_passing_rooms"] is not None else EXIT_FAIL
     return EXIT_PASS if rep["slo"]["passed"] else EXIT_FAIL

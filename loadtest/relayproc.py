@@ -121,10 +121,15 @@ class SpawnedRelay:
 
 
 def _popen(args: list[str]) -> subprocess.Popen[str]:
-    """Start the relay with its stdout (banner) and stderr (log) piped to us."""
+    """Start the relay with its stdout (banner) and stderr (log) piped to us.
+
+    In a session of its own, so a Ctrl-C at the terminal stops the load, not the relay
+    under it (the load tester stops the relay itself when the report is done).
+    """
     return subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
-    )
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        start_new_session=True,
+    )  # fmt: skip
 
 
 def rss_from_metrics(metrics_url: str, timeout: float = 2.0) -> int | None:

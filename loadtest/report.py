@@ -251,6 +251,8 @@ def render(rep: dict[str, Any], console: Console) -> None:
         mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
         console.print(f"  {mark} {check['check']} (observed {check['observed']})")
     verdict = "[bold green]SLO PASSED[/]" if rep["slo"]["passed"] else "[bold red]SLO FAILED[/]"
+    if rep.get("partial"):
+        verdict += " [bold yellow](PARTIAL: interrupted, covers only what was measured)[/]"
     console.print(verdict)
 
 
@@ -272,6 +274,8 @@ def plot(rep: dict[str, Any], path: Path) -> None:
     cfg = rep["config"]
     passed = ramp["largest_passing_rooms"] is not None if ramp else rep["slo"]["passed"]
     verdict = "PASS" if passed else "FAIL"
+    if rep.get("partial"):
+        verdict += " (PARTIAL: interrupted)"
     fig.suptitle(f"haven loadtest {verdict}: {cfg['rooms']} {cfg['kind']} rooms x "
                  f"{cfg['members']} members at {cfg['rate_per_member']}/s, {cfg['size']} B "
                  f"bodies", color="green" if passed else "red")  # fmt: skip

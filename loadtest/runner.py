@@ -16,6 +16,7 @@ import contextlib
 import math
 import multiprocessing
 import queue as queue_mod
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -54,6 +55,9 @@ class RunOptions:
     metrics_url: str | None = None  #: the relay's /metrics URL, if known
     progress: Callable[[dict[str, Any]], None] | None = None  #: merged snapshots
     receive_hook: ReceiveHook | None = None  #: test double (in-process workers only)
+    #: Set (by Ctrl-C in the CLI) to stop sending now and report what was measured.
+    stop: trio.Event | None = None
+    stop_on_ctrl_c: bool = False  #: SIGINT sets ``stop`` while a load runs (the CLI)
 
 
 async def preflight(spec: LoadSpec) -> None:
@@ -85,15 +89,32 @@ def deal_rooms(rooms: int, workers: int) -> list[list[int]]:
 
 
 def _worker_main(spec: LoadSpec, rooms: list[int], index: int, start: float,
-                 out: Any) -> None:  # fmt: skip
-    """Entry point of a worker process: run, then put the result on ``out``."""
+                 out: Any, stop: Any) -> None:  # fmt: skip
+    """Entry point of a worker process: run, then put the result on ``out``.
+
+    Ctrl-C goes to the whole process group: workers ignore it and stop early when the
+    parent sets ``stop`` instead, so their results still reach the report.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def progress(snapshot: dict[str, Any]) -> None:
         out.put(("progress", index, snapshot))
 
+    async def main(worker: Worker) -> WorkerResult:
+        async def watch_stop() -> None:
+            # A multiprocessing event: waited for in a thread (abandoned at the end).
+            await trio.to_thread.run_sync(stop.wait, abandon_on_cancel=True)
+            worker.stop_early()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_stop)
+            result = await worker.run()
+            nursery.cancel_scope.cancel()
+        return result
+
     try:
         worker = Worker(spec, rooms, index, progress=progress, start_monotonic=start)
-        result = trio.run(worker.run)
+        result = trio.run(main, worker)
         out.put(("result", index, result))
     except BaseException:
         out.put(("error", index, traceback.format_exc()))
@@ -155,10 +176,11 @@ async def _run_processes(spec: LoadSpec, opts: RunOptions, cpu_out: list[dict[st
                          ) -> list[WorkerResult]:  # fmt: skip
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
+    stop = ctx.Event()
     start = time.monotonic() + 2.0  # time for every worker to import and get going
     deals = [d for d in deal_rooms(spec.rooms, opts.workers) if d]
     procs = [
-        ctx.Process(target=_worker_main, args=(spec, d, i, start, out), daemon=True)
+        ctx.Process(target=_worker_main, args=(spec, d, i, start, out, stop), daemon=True)
         for i, d in enumerate(deals)
     ]
     for p in procs:
@@ -170,6 +192,8 @@ async def _run_processes(spec: LoadSpec, opts: RunOptions, cpu_out: list[dict[st
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch.run)
+            if opts.stop is not None:
+                nursery.start_soon(_relay_stop, opts.stop, stop.set)
             while len(results) + len(failures) < len(procs):
                 try:
                     kind, index, payload = await trio.to_thread.run_sync(
@@ -201,6 +225,19 @@ async def _run_processes(spec: LoadSpec, opts: RunOptions, cpu_out: list[dict[st
     return [results[i] for i in sorted(results)]
 
 
+async def _stop_on_ctrl_c(stop: trio.Event) -> None:
+    """Ctrl-C (SIGINT) stops the load early; the run still settles and reports."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+async def _relay_stop(event: trio.Event, stop: Callable[[], None]) -> None:
+    await event.wait()
+    stop()
+
+
 async def _run_in_process(spec: LoadSpec, opts: RunOptions, cpu_out: list[dict[str, Any]]
                           ) -> list[WorkerResult]:  # fmt: skip
     def progress(snapshot: dict[str, Any]) -> None:
@@ -214,6 +251,8 @@ async def _run_in_process(spec: LoadSpec, opts: RunOptions, cpu_out: list[dict[s
                     receive_hook=opts.receive_hook)  # fmt: skip
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch.run)
+        if opts.stop is not None:
+            nursery.start_soon(_relay_stop, opts.stop, worker.stop_early)
         result = await worker.run()
         nursery.cancel_scope.cancel()
     summary = watch.summary()
@@ -235,6 +274,8 @@ async def run_once(spec: LoadSpec, opts: RunOptions) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         await sampler.sample()  # the relay before any load
         nursery.start_soon(sampler.run, opts.sample_interval)
+        if opts.stop is not None and opts.stop_on_ctrl_c:
+            nursery.start_soon(_stop_on_ctrl_c, opts.stop)
         if opts.workers == 0:
             results = await _run_in_process(spec, opts, cpu)
         else:
@@ -243,6 +284,7 @@ async def run_once(spec: LoadSpec, opts: RunOptions) -> dict[str, Any]:
     wall = time.monotonic() - began
     rep = report_mod.build(spec, results, cpu[0], sampler, wall, opts.mode)
     rep["slo"] = slo_mod.verdict(opts.slo, rep)
+    rep["partial"] = opts.stop is not None and opts.stop.is_set()
     return rep
 
 
@@ -254,6 +296,9 @@ async def run_ramp(spec: LoadSpec, opts: RunOptions) -> dict[str, Any]:
     for rooms in opts.ramp_steps:
         rep = await run_once(replace(spec, rooms=rooms), opts)
         steps.append(report_mod.step_summary(rooms, rep))
+        if rep["partial"]:
+            first_fail = rep  # interrupted: no verdict beyond this step
+            break
         if rep["slo"]["passed"]:
             best = rep
         else:

@@ -179,6 +179,9 @@ class Worker:
         self._t0_ns = 0
         self._steady_ns = 0
         self._end = 0.0
+        #: Set by ``stop_early`` (Ctrl-C): senders stop, the run settles and reports.
+        self._stop: trio.Event | None = None
+        self.stopped_early = False
         self._nursery: trio.Nursery | None = None
         self._conns: set[Connection] = set()
 
@@ -189,6 +192,7 @@ class Worker:
         spec = self.spec
         if self.start_monotonic is not None:
             await trio.sleep(max(0.0, self.start_monotonic - time.monotonic()))
+        self._stop = trio.Event()
         self._t0_ns = time.monotonic_ns()
         # Latency percentiles cover messages sent after the ramp-up (steady state); the
         # timeline and the loss accounting cover the whole run.
@@ -210,6 +214,20 @@ class Worker:
                 conn.abort()
             nursery.cancel_scope.cancel()
         return self._result()
+
+    def stop_early(self) -> None:
+        """Stop sending now (the operator pressed Ctrl-C); what was measured is kept."""
+        if self._stop is None or self._stop.is_set():
+            return
+        self.stopped_early = True
+        self._end = min(self._end, trio.current_time())
+        self._stop.set()
+
+    async def _until(self, deadline: float) -> None:
+        """Sleep until ``deadline``, or until the run is stopped early."""
+        assert self._stop is not None
+        with trio.move_on_at(deadline):
+            await self._stop.wait()
 
     async def _settle(self) -> None:
         """Wait until nothing is outstanding, or ``settle`` seconds: checks back off."""
@@ -445,9 +463,11 @@ class Worker:
             while member.present:
                 due = min(next_send, next_drop, next_leave)
                 if due >= self._end:
-                    await trio.sleep_until(self._end)
+                    await self._until(self._end)
                     return
-                await trio.sleep_until(due)
+                await self._until(due)
+                if due >= self._end:
+                    return  # stopped early while waiting
                 now = trio.current_time()
                 if due == next_drop:
                     await self._drop_and_resume(member)
@@ -554,7 +574,9 @@ class Worker:
                 at = self._next_churn(spec.churn_join, trio.current_time())
                 if at + spec.visitor_stay >= self._end:
                     return
-                await trio.sleep_until(at)
+                await self._until(at)
+                if at + spec.visitor_stay >= self._end:
+                    return
                 self._visitors += 1
                 visitor_id = VISITOR_BASE + (self.index << 20) + self._visitors
                 nursery.start_soon(self._visit, _Member(visitor_id), code)

@@ -250,7 +250,9 @@ async def _with_progress(spec: LoadSpec, opts: RunOptions, console: Console, *, 
                 completed=min(total, trio.current_time() - began),
                 description=snap["phase"] or "loading",
                 line=(f"members {snap['members']:,}  sent {snap['sent']:,}  "
-                      f"received {snap['receipts']:,}  errors {snap['errors']:,}"),
+                      f"received {snap['receipts']:,}  p99 {snap.get('p99_ms', 0.0):.1f} ms  "
+                      f"errors {snap['errors']:,}  drops {snap.get('drops', 0):,}  "
+                      f"resumes {snap.get('resumes', 0):,}"),
             )  # fmt: skip
 
         opts.progress = on_progress

@@ -22,3 +22,18 @@ def test_errorcodes_ts_is_current() -> None:
     assert committed == module.render(), (
         "stale: run PYTHONPATH=. python web/sdk/scripts/gen_errorcodes.py"
     )
+
+
+def test_golden_envelopes_are_current() -> None:
+    """web/sdk/test/golden.json is what the Python codec writes today."""
+    spec = importlib.util.spec_from_file_location(
+        "gen_golden", REPO / "web" / "sdk" / "scripts" / "gen_golden.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (REPO / "web" / "sdk" / "test" / "golden.json").read_text("utf-8")
+    assert committed == module.render(), (
+        "stale: run PYTHONPATH=. python web/sdk/scripts/gen_golden.py"
+    )

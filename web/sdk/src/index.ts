@@ -13,6 +13,10 @@ export {
 import { ascii } from "./noise.js";
 export type { HandshakeResult, KeyPair } from "./noise.js";
 export { BUCKETS, MAX_ENVELOPE, Transport, WIRE_SIZES, pad, unpad } from "./frames.js";
+export {
+  MAX_ARRAY_LEN, MAX_DEPTH, MAX_ITEMS, MAX_MAP_LEN, decodeEnvelope, encodeEnvelope, scan,
+} from "./codec.js";
+export type { Envelope } from "./codec.js";
 
 /** The prologue naming protocol version 1 (docs/protocol.md §3). */
 export const PROLOGUE = ascii("haven.v1");

@@ -7,9 +7,13 @@ PYTHONPATH=. python web/sdk/scripts/gen_golden.py (tests/web checks it is curren
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 from protocol import codec
 from protocol import messages as m
@@ -53,8 +57,44 @@ REFUSED = [
 ]
 
 
+def value_for(tp: Any, meta: Any) -> Any:
+    """A deterministic valid value for one field (present, so every field is exercised)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = next(a for a in typing.get_args(tp) if a is not type(None))
+        return value_for(inner, meta)
+    if tp is bool:
+        return True
+    if tp is int:
+        return min(int(meta.get("lo", 0)) + 7, int(meta.get("hi", m.MAX_INT)))
+    if tp is str:
+        if meta.get("choices"):
+            return meta["choices"][-1]
+        return "héllo wörld"[: min(int(meta["max"]), 11)]
+    if tp is bytes:
+        return bytes(range(min(int(meta["max"]), 40)))
+    if origin is tuple:
+        elem = typing.get_args(tp)[0]
+        return tuple(value_for(elem, {"max": 40}) for _ in range(2))
+    assert dataclasses.is_dataclass(tp)
+    return build(tp)
+
+
+def build(cls: Any) -> Any:
+    """One instance of ``cls`` with every field set."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: value_for(hints[f.name], f.metadata) for f in dataclasses.fields(cls)})
+
+
+def every_type() -> list[m.Message]:
+    """One message of every type in the catalogue, every field set."""
+    tables = (m.HANDSHAKE, m.REQUESTS, m.SERVER_MESSAGES)
+    return [build(cls) for table in tables for _, cls in sorted(table.items())]
+
+
 def render() -> str:
-    envelopes = [{"type": msg.T, "hex": codec.encode(msg).hex()} for msg in samples()]
+    messages = [*samples(), *every_type()]
+    envelopes = [{"type": msg.T, "hex": codec.encode(msg).hex()} for msg in messages]
     refused = [{"hex": h, "code": c, "why": w} for h, c, w in REFUSED]
     return json.dumps({"envelopes": envelopes, "refused": refused}, indent=1) + "\n"
 

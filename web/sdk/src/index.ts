@@ -20,3 +20,7 @@ export type { Envelope } from "./codec.js";
 
 /** The prologue naming protocol version 1 (docs/protocol.md §3). */
 export const PROLOGUE = ascii("haven.v1");
+export { ClientSession, VERSIONS } from "./session.js";
+export type { SessionEvent } from "./session.js";
+export { HavenConnection, SUBPROTOCOL } from "./client.js";
+export type { ConnectOptions, WebSocketConstructor, WebSocketLike } from "./client.js";

@@ -98,6 +98,8 @@ async def _run_relay(args: argparse.Namespace) -> None:
                 if config.log_format == "json":
                     line = json.dumps({"metrics": f"{info.metrics_url}/metrics"})
                 print(line, file=sys.stderr, flush=True)
+            if info.pages_url:
+                print(f"pages {info.pages_url}/", flush=True)
             async for _ in signals:
                 info.relay.drain_requested.set()
                 break

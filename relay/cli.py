@@ -82,6 +82,11 @@ async def _run_relay(args: argparse.Namespace) -> None:
             flags["pages_port"] = demo.DEMO_PAGES_PORT
         if flags["pages_dir"] is None:
             flags["pages_dir"] = demo.DEFAULT_PAGES_DIR
+            if not demo.DEFAULT_PAGES_DIR.is_dir():
+                # A checkout without built pages still gets a working demo relay.
+                flags["pages_port"] = "none"
+                print(f"haven: pages not built ({demo.DEFAULT_PAGES_DIR} missing; "
+                      "./scripts/serve builds them): pages listener off", file=sys.stderr)
         if flags["token_audience"] is None:
             flags["token_audience"] = demo.AUDIENCE
         shown = demo.build(time.time())

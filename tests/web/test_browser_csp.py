@@ -29,7 +29,7 @@ def test_chromium_enforces_the_pages_policy(tmp_path: Path) -> None:
         violations: list[str] = []
         page.on("console", lambda msg: violations.append(msg.text))
         page.goto(f"{relay.pages_url}/probe.html")
-        page.wait_for_function("document.body.dataset.done === '1'", timeout=60_000)
+        page.locator("body[data-done='1']").wait_for(state="attached", timeout=60_000)
         result = page.evaluate("() => ({...document.body.dataset})")
         assert result["module"] == "ran"
         assert result.get("inline") is None  # the inline script was refused by the CSP

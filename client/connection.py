@@ -193,6 +193,18 @@ class Connection(ResumingConnection):
         """Like ``request`` for requests with a ``pow`` field: ``build(id, pow)``."""
         return cast(Reply, (await self._exchange_pow(build)).result)
 
+    def interrupt(self) -> None:
+        """Drop the current network link now, as a flaky mobile network would.
+
+        For demonstrations and for testing an application's reconnect handling: the SDK
+        notices the drop like any other, reconnects with backoff and resumes every seat
+        and queue place (with ``auto_resume``, the default). Does nothing while no link
+        is up.
+        """
+        link = self._link
+        if link is not None:
+            link.fail(ConnectionLost("interrupted by the application"))
+
     async def close(self, *, leave: bool = False) -> None:
         """Close the connection. Room streams end normally; in-flight requests fail.
 

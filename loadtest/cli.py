@@ -55,9 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--allow-remote", action="store_true", help="allow a non-loopback relay that you run"
     )
     load = p.add_argument_group("load")
-    load.add_argument("--rooms", type=int, default=10)
+    load.add_argument("--rooms", type=int, default=10, help="rooms to run")
     load.add_argument("--members", type=int, default=2, help="members per room")
-    load.add_argument("--kind", choices=KINDS, default="group")
+    load.add_argument("--kind", choices=KINDS, default="group", help="kind of room")
     load.add_argument("--rate", type=float, default=1.0,
                       help="messages per second per member (0: connect and stay idle)")  # fmt: skip
     load.add_argument("--size", type=int, default=64, help="body bytes (at least 16)")
@@ -71,12 +71,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="visitors per second per group room (join, stay, leave)")  # fmt: skip
     load.add_argument("--churn-drop", type=float, default=0.0,
                       help="forced disconnects per second per member (then resume)")  # fmt: skip
-    load.add_argument("--churn-pause", type=float, default=1.0)
-    load.add_argument("--visitor-stay", type=float, default=5.0)
+    load.add_argument("--churn-pause", type=float, default=1.0,
+                      help="seconds a dropped member stays away before resuming")
+    load.add_argument("--visitor-stay", type=float, default=5.0,
+                      help="seconds a churning visitor stays in its room")
     load.add_argument("--moderator-token", help="moderator token text (pre-moderated rooms)")
-    load.add_argument("--seed", type=int, default=0)
+    load.add_argument("--seed", type=int, default=0, help="random seed (repeatable runs)")
     run_g = p.add_argument_group("run")
-    run_g.add_argument("--mode", choices=("fixed", "ramp", "soak"), default="fixed")
+    run_g.add_argument("--mode", choices=("fixed", "ramp", "soak"), default="fixed",
+                       help="one load; steps until the SLO breaks; or a long run")
     run_g.add_argument("--ramp-steps", default="", help="room counts for ramp mode: 50,100,200")
     run_g.add_argument("--workers", type=int, default=1,
                        help="worker processes (0: run in this process)")  # fmt: skip
@@ -84,7 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="relay memory sampling period (default 1 s; soak 10 s)")  # fmt: skip
     run_g.add_argument("--metrics-url", help="relay /metrics URL for memory (soak)")
     out = p.add_argument_group("verdict and output")
-    out.add_argument("--slo", default="p99<100ms,loss=0,errors=0")
+    out.add_argument("--slo", default="p99<100ms,loss=0,errors=0",
+                     help="objectives: p50/p90/p99/p999/max<T(us|ms|s), loss=N(%%), errors=N")
     out.add_argument("--json", type=Path, dest="json_path", help="write the report here")
     out.add_argument("--plot", type=Path, help="draw latency (and memory) to this PNG")
     out.add_argument("--quiet", action="store_true", help="no live progress bar")
@@ -250,7 +254,9 @@ async def _with_progress(spec: LoadSpec, opts: RunOptions, console: Console, *, 
                 completed=min(total, trio.current_time() - began),
                 description=snap["phase"] or "loading",
                 line=(f"members {snap['members']:,}  sent {snap['sent']:,}  "
-                      f"received {snap['receipts']:,}  errors {snap['errors']:,}"),
+                      f"received {snap['receipts']:,}  p99 {snap.get('p99_ms', 0.0):.1f} ms  "
+                      f"errors {snap['errors']:,}  drops {snap.get('drops', 0):,}  "
+                      f"resumes {snap.get('resumes', 0):,}"),
             )  # fmt: skip
 
         opts.progress = on_progress

@@ -162,12 +162,15 @@ class _CpuWatch:
 
 def _merge_progress(latest: dict[int, dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"members": 0, "sent": 0, "receipts": 0, "errors": 0,
-                              "handshakes": 0}  # fmt: skip
+                              "handshakes": 0, "drops": 0, "resumes": 0}  # fmt: skip
     phases = set()
+    p99 = 0.0
     for snap in latest.values():
         for key in merged:
             merged[key] += snap.get(key, 0)
         phases.add(snap.get("phase", ""))
+        p99 = max(p99, float(snap.get("p99_ms", 0.0)))
+    merged["p99_ms"] = p99  # the worst worker's: an upper bound of the run's p99
     merged["phase"] = "/".join(sorted(phases))
     return merged
 

@@ -68,13 +68,20 @@ class Check:
 
     def judge(self, report: Mapping[str, Any]) -> dict[str, Any]:
         observed = self.observe(report)
-        passed = observed is not None and _OPS[self.op](observed, self.value)
+        # A run that sends no messages (idle or handshake-only load) has no delivery
+        # latency to judge: such objectives are "not applicable", not failed.
+        idle = float(report.get("config", {}).get("rate_per_member", 1) or 0) == 0
+        applicable = not (observed is None and idle and self.metric in _LATENCY)
+        passed = not applicable or (
+            observed is not None and _OPS[self.op](observed, self.value)
+        )
         return {
             "check": self.text,
             "metric": self.metric,
             "observed": observed,
             "threshold": self.value,
             "passed": passed,
+            "applicable": applicable,
         }
 
 

@@ -253,6 +253,10 @@ class Worker:
             "receipts": self.acct.receipts,
             "errors": sum(self.errors.values()),
             "handshakes": self.handshakes,
+            "drops": self.churn.get("drops", 0),
+            "resumes": self.churn.get("resumes", 0),
+            "p99_ms": (self.latency.get_value_at_percentile(99) / 1000
+                       if self.latency.get_total_count() else 0.0),
         }
 
     def _phase(self) -> str:

@@ -212,11 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(serve_p)
     serve_p.set_defaults(func=cmd_serve)
     keygen_p = sub.add_parser("keygen", help="write a relay static key (mode 0600)")
-    keygen_p.add_argument("--out", type=Path, required=True)
+    keygen_p.add_argument("--out", type=Path, required=True,
+                          help="file to create (refused if it exists)")
     keygen_p.set_defaults(func=cmd_keygen)
     _load_plugins()
     for name, (add_args, run) in SUBCOMMANDS.items():
-        p = sub.add_parser(name)
+        # Every option of the other subcommands shows its default in --help.
+        p = sub.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         add_args(p)
         p.set_defaults(func=run)
     return parser

@@ -32,7 +32,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     keygen.add_argument("--out", type=Path, required=True, help="file to create")
     issue = sub.add_parser("issue", help="print a signed role token")
     issue.add_argument("--key", type=Path, required=True, help="operator signing key file")
-    issue.add_argument("--role", required=True, choices=tokens.ROLES)
+    issue.add_argument("--role", required=True, choices=tokens.ROLES,
+                       help="what the token holder may do")
     issue.add_argument(
         "--queue", action="append", default=[], help="intake queue (repeatable; * = all)"
     )

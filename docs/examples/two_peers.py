@@ -1,4 +1,6 @@
-"""Two anonymous peers in a link-only group room (run: python docs/examples/two_peers.py URL KEY).
+"""Two anonymous peers in a link-only group room.
+
+Run from the repository root: ``.venv/bin/python docs/examples/two_peers.py URL KEY``.
 
 The URL and key are the two values ``haven serve`` prints on its first line. The test
 suite runs this file against a real relay (tests/client/test_examples.py).

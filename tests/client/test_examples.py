@@ -44,3 +44,11 @@ async def test_survive_a_drop(nursery: trio.Nursery) -> None:
     got = await load("survive_a_drop").main(info.url, info.key_text, drop)
     assert got == [b"one", b"two", b"three"]
     assert relay.hub.stats["resumes"] >= 1
+
+
+async def test_survive_a_drop_standalone_really_drops(nursery: trio.Nursery) -> None:
+    """Regression: run as documented (no test hook), the example never dropped anything."""
+    info = await start_relay(nursery)
+    got = await load("survive_a_drop").main(info.url, info.key_text)
+    assert got == [b"one", b"two", b"three"]
+    assert info.relay.hub.stats["resumes"] >= 1  # the receiver's link was cut and resumed

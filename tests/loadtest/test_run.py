@@ -362,3 +362,44 @@ def test_ctrl_c_keeps_a_partial_report(tmp_path: Any) -> None:
     assert rep["partial"] is True
     assert rep["sent"] > 0
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_an_idle_run_does_not_fail_latency_objectives(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, tmp_path: Any
+) -> None:
+    """Regression: idle and handshake-only runs always "failed" the default SLO (no
+    deliveries means no latency to judge: that is not applicable, not a failure)."""
+    info = await start_relay(nursery)
+    report_path = tmp_path / "idle.json"
+    args = cli_args(*relay_flags(info), "--rooms", "3", "--members", "2", "--rate", "0",
+                    "--duration", "3", "--json", str(report_path))  # fmt: skip
+    assert await lt_cli.run_cli(args, Console(file=io.StringIO())) == 0
+    checks = json.loads(report_path.read_text())["slo"]["checks"]
+    p99 = next(c for c in checks if c["metric"] == "p99")
+    assert p99["applicable"] is False
+    assert all(c["passed"] for c in checks)
+
+
+async def test_throughput_without_ramp_up_is_not_under_reported() -> None:
+    """Regression: with --ramp-up 0 the connect phase ate into the nominal duration, and
+    messages/s came out 8-11 % below what was offered and achieved. Here sending starts
+    1 s after connecting began, and 90 messages go out in the 9 s of a 10 s run."""
+    from loadtest import histo
+    from loadtest import report as report_mod
+    from loadtest.accounting import Counts
+    from loadtest.worker import LoadSpec, WorkerResult
+
+    spec = LoadSpec(url="ws://127.0.0.1:1/", key=b"\0" * 32, rooms=1, members=2, rate=5.0,
+                    duration=10.0, ramp_up=0.0)  # fmt: skip
+    result = WorkerResult(
+        counts=Counts().as_dict(), sent=90, steady_sent=90, latency=histo.encode(histo.new()),
+        handshake=histo.encode(histo.new()), timeline={}, errors={}, churn={}, handshakes=2,
+        connect_start=100.0, connect_end=100.9, send_start=101.0, send_end=110.0,
+        members=2, connections=2,
+    )  # fmt: skip
+
+    from loadtest.relayproc import RelaySampler
+
+    rep = report_mod.build(spec, [result], {"workers": [], "total_mean_percent": 0.0},
+                           RelaySampler(None, None), 11.0, "fixed")  # fmt: skip
+    assert rep["messages_per_s"] == 10.0

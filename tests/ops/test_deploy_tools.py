@@ -123,6 +123,9 @@ def test_systemd_accepts_the_shipped_unit(tmp_path: Path) -> None:
     haven = Path(sys.executable).with_name("haven")
     assert haven.exists(), haven
     (tmp_path / "haven.service").write_text(unit.replace("/opt/haven/venv/bin/haven", str(haven)))
+    # /proc/stat must stay visible: the process_* series (CPU, RSS, the memory alert,
+    # the dashboard's per-relay panels) are read from it.
+    assert not re.search(r"^ProcSubset=", unit, re.MULTILINE)
     done = run(tool("systemd-analyze"), "verify", str(tmp_path / "haven.service"))
     assert "haven.service" not in done.stderr, done.stderr  # no warning about the unit
 
@@ -167,9 +170,17 @@ async def test_websocket_traffic_through_nginx(
                 room = await a.create_room(kind="group")
                 theirs = await b.join(room.code)
                 await room.send(b"through nginx")
+                b.interrupt()  # the receiver's link drops: it resumes through nginx
+                await room.send(b"after the drop")
+                got = []
                 async for event in theirs.events():
-                    if getattr(event, "body", None) == b"through nginx":
+                    body = getattr(event, "body", None)
+                    if body is not None:
+                        got.append(body)
+                    if body == b"after the drop":
                         break
+                assert got == [b"through nginx", b"after the drop"]
+                assert info.relay.hub.stats["resumes"] >= 1
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -74,3 +74,13 @@ def test_a_port_in_use_names_the_listener_and_port() -> None:
     assert done.returncode == 2
     assert f"cannot open the metrics listener on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_every_subcommand_shows_its_defaults() -> None:
+    loadtest = " ".join(haven("loadtest", "--help").stdout.split())
+    assert "rooms to run (default: 10)" in loadtest
+    assert "(default: p99<100ms,loss=0,errors=0)" in loadtest
+    keygen = " ".join(haven("keygen", "--help").stdout.split())
+    assert "file to create" in keygen
+    issue = " ".join(haven("token", "issue", "--help").stdout.split())
+    assert "(default 8h)" in issue

@@ -228,8 +228,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     ),
     'pages_dir': (
         'path',
-        'directory of the built pages (web/dist, from npm run build in web/); required '
-        'when pages_port is set',
+        'directory of the built pages (web/dist, from npm run build:pages in web/); '
+        'required when pages_port is set',
     ),
     'quick_exit_url': (
         'URL',

@@ -12,13 +12,14 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import trio
 
-from . import __version__, logs, ramonly
-from .config import Config, ConfigError, load, scalar_fields
+from . import __version__, demo, logs, ramonly
+from .config import Config, ConfigError, load, scalar_fields, validate
 from .keys import KeyFileError, write_private_key
 from .server import RelayInfo, b64url, serve
 from .settings_help import SETTINGS_HELP
@@ -45,6 +46,9 @@ def _serve_parser(parser: argparse.ArgumentParser) -> None:
                         "configuration, key and flows (like nginx -t), then exit 0 or 2")
     parser.add_argument("--print-config", action="store_true", help="print the effective "
                         "settings (flags > environment > file > defaults) as TOML and exit")
+    parser.add_argument("--demo", action="store_true", help="demo mode: an in-memory token "
+                        "issuer, a helpline queue, scheduled rooms, the pages on 127.0.0.1:"
+                        f"{demo.DEMO_PAGES_PORT}; prints the pages URL and demo tokens")
     defaults = Config()
     for f in scalar_fields():
         flag = "--" + f.name.replace("_", "-")
@@ -70,9 +74,26 @@ def _is_loopback(host: str) -> bool:
 
 
 async def _run_relay(args: argparse.Namespace) -> None:
-    config = load(
-        {f.name: getattr(args, f.name) for f in scalar_fields()}, config_file=args.config
-    )
+    flags = {f.name: getattr(args, f.name) for f in scalar_fields()}
+    shown = None
+    if args.demo:
+        # Demo flows replace the config file's tables; explicit flags still win.
+        if flags["pages_port"] is None:
+            flags["pages_port"] = demo.DEMO_PAGES_PORT
+        if flags["pages_dir"] is None:
+            flags["pages_dir"] = demo.DEFAULT_PAGES_DIR
+            if not demo.DEFAULT_PAGES_DIR.is_dir():
+                # A checkout without built pages still gets a working demo relay.
+                flags["pages_port"] = "none"
+                print(f"haven: pages not built ({demo.DEFAULT_PAGES_DIR} missing; "
+                      "./scripts/serve builds them): pages listener off", file=sys.stderr)
+        if flags["token_audience"] is None:
+            flags["token_audience"] = demo.AUDIENCE
+        shown = demo.build(time.time())
+    config = load(flags, config_file=args.config)
+    if shown is not None:
+        config = config.replace(extra=shown.extra)
+        validate(config)
     logs.setup(config.log_level, config.log_format)
     if config.metrics_port is not None and not _is_loopback(config.metrics_host):
         logging.getLogger("haven.relay").warning(
@@ -98,6 +119,10 @@ async def _run_relay(args: argparse.Namespace) -> None:
                 if config.log_format == "json":
                     line = json.dumps({"metrics": f"{info.metrics_url}/metrics"})
                 print(line, file=sys.stderr, flush=True)
+            if shown is not None:
+                print("\n".join(demo.lines(shown, info.pages_url)), flush=True)
+            elif info.pages_url:
+                print(f"pages {info.pages_url}/", flush=True)
             async for _ in signals:
                 info.relay.drain_requested.set()
                 break

@@ -97,6 +97,14 @@ class Config:
     #: relay without one accepts only tokens without an audience).
     token_audience: str | None = None
 
+    # Front-end pages (relay/pages.py): a static file server on its own listener.
+    pages_host: str = "127.0.0.1"
+    pages_port: int | None = None  #: None disables the pages listener
+    #: Directory of the built pages (``web/dist``); required when pages_port is set.
+    pages_dir: Path | None = None
+    #: Where Quick Exit leaves to (``location.replace``): a neutral, everyday address.
+    quick_exit_url: str = "https://www.wikipedia.org/"
+
     # Extra sections of the TOML file (queues, schedules, issuers) kept for the flows.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -234,3 +242,15 @@ def validate(config: Config) -> None:
         raise ConfigError("settings 'pow_min_difficulty' <= 'pow_max_difficulty' <= 32")
     if not 0 < config.pow_start_load < 1:
         raise ConfigError("setting 'pow_start_load' must be between 0 and 1")
+    _validate_pages(config)
+
+
+def _validate_pages(config: Config) -> None:
+    """The pages listener needs a directory; Quick Exit must leave to a web address."""
+    if config.pages_port is not None:
+        if not 0 <= config.pages_port <= 65535:
+            raise ConfigError("setting 'pages_port' must be 0..65535")
+        if config.pages_dir is None:
+            raise ConfigError("setting 'pages_dir' is required when 'pages_port' is set")
+    if not config.quick_exit_url.startswith(("https://", "http://")):
+        raise ConfigError("setting 'quick_exit_url' must be an http(s) address")

@@ -30,6 +30,7 @@ from .config import Config
 from .connection import CLOSE_GOING_AWAY, Connection, close_code
 from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
+from .pages import Site, serve_pages
 from .rooms import EVENT_OVERHEAD, event_bytes
 from .trim import trim_heap
 
@@ -54,6 +55,7 @@ class RelayInfo:
     public_key: bytes
     metrics_url: str | None
     relay: Relay
+    pages_url: str | None = None  #: the front-end pages (relay/pages.py), if served
 
     @property
     def key_text(self) -> str:
@@ -371,13 +373,24 @@ async def serve(
             metrics_url = f"http://{config.metrics_host}:{mport}"
             await nursery.start(serve_metrics, relay, mlisteners)
         nursery.start_soon(relay.housekeeping)
-        info = RelayInfo(f"ws://{host}:{port}", relay.public_key, metrics_url, relay)
+        pages_url = None
+        if config.pages_port is not None and config.pages_dir is not None:
+            site = Site.create(
+                config.pages_dir, f"ws://{host}:{port}", b64url(relay.public_key),
+                config.quick_exit_url,
+            )  # fmt: skip
+            plisteners = await _listen("pages", config.pages_host, config.pages_port)
+            pport = plisteners[0].socket.getsockname()[1]
+            phost = config.pages_host if ":" not in config.pages_host else f"[{config.pages_host}]"
+            pages_url = f"http://{phost}:{pport}"
+            await nursery.start(serve_pages, site, plisteners)
+        info = RelayInfo(f"ws://{host}:{port}", relay.public_key, metrics_url, relay, pages_url)
         async with trio.open_nursery() as handlers:
             accept_scope = trio.CancelScope()
             relay_accepting = _Accepting(relay, accept_scope)
             handlers.start_soon(relay_accepting.run, listeners, handlers)
             relay.accepting = True
-            own = tuple(u for u in (info.url, metrics_url) if u)
+            own = tuple(u for u in (info.url, metrics_url, pages_url) if u)
             log.info(
                 "haven %s listening on %s (metrics %s); %d issuers, queues: %s; "
                 "scheduled rooms: %s",

@@ -215,6 +215,27 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         'token issue --audience) equals it; without it only tokens with no audience are '
         'accepted, and haven serve logs a WARNING at start when issuers are configured',
     ),
+    'pages_host': (
+        'address',
+        'address of the front-end pages listener (relay/pages.py; see "Front ends"); '
+        'keep it on loopback and put a proxy in front, or serve the built pages from a '
+        'static host',
+    ),
+    'pages_port': (
+        'port',
+        'port of the front-end pages listener; none disables it, 0 picks a free port; '
+        'haven serve --demo uses 8080',
+    ),
+    'pages_dir': (
+        'path',
+        'directory of the built pages (web/dist, from npm run build:pages in web/); '
+        'required when pages_port is set',
+    ),
+    'quick_exit_url': (
+        'URL',
+        "where the pages' Quick Exit leaves to (location.replace), given to them in "
+        '/config.json: a neutral, everyday address',
+    ),
 }
 
 

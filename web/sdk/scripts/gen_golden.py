@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from protocol import codec
+from protocol import codec, pow
 from protocol import messages as m
 
 OUT = Path(__file__).resolve().parents[1] / "test" / "golden.json"
@@ -96,7 +96,15 @@ def render() -> str:
     messages = [*samples(), *every_type()]
     envelopes = [{"type": msg.T, "hex": codec.encode(msg).hex()} for msg in messages]
     refused = [{"hex": h, "code": c, "why": w} for h, c, w in REFUSED]
-    return json.dumps({"envelopes": envelopes, "refused": refused}, indent=1) + "\n"
+    proofs = []
+    for k, difficulty in enumerate((1, 8, 12, 16)):
+        seed = bytes(range(k, k + 32))
+        nonce = pow.solve(seed, 1000 + k, difficulty)
+        assert nonce is not None
+        proofs.append({"seed": seed.hex(), "id": 1000 + k, "difficulty": difficulty,
+                       "nonce": nonce.hex()})  # fmt: skip
+    data = {"envelopes": envelopes, "refused": refused, "proofs": proofs}
+    return json.dumps(data, indent=1) + "\n"
 
 
 if __name__ == "__main__":

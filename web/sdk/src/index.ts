@@ -24,3 +24,4 @@ export { ClientSession, VERSIONS } from "./session.js";
 export type { SessionEvent } from "./session.js";
 export { HavenConnection, SUBPROTOCOL } from "./client.js";
 export type { ConnectOptions, WebSocketConstructor, WebSocketLike } from "./client.js";
+export { MAX_DIFFICULTY, leadingZeroBits, solve as solvePow, verify as verifyPow } from "./pow.js";

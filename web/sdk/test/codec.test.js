@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { ErrorCode, HavenError, decodeEnvelope, encodeEnvelope, fromHex, scan, toHex }
+import { ErrorCode, HavenError, decodeEnvelope, encodeEnvelope, fromHex, scan, solvePow, toHex,
+  verifyPow }
   from "../dist/index.js";
 
 const golden = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), "golden.json")));
@@ -38,4 +39,15 @@ test("an envelope over 65,517 bytes is TOO_LARGE before it is looked at", () => 
 test("a container bomb is refused without building it", () => {
   const bomb = new Uint8Array(60000).fill(0x91);
   assert.throws(() => decodeEnvelope(bomb), (e) => e.code === ErrorCode.MALFORMED);
+});
+
+test("proof of work: Python's solutions verify, and the TS search finds the same nonce", () => {
+  for (const { seed, id, difficulty, nonce } of golden.proofs) {
+    assert.ok(verifyPow(fromHex(seed), id, difficulty, fromHex(nonce)), `${difficulty} bits`);
+    assert.equal(toHex(solvePow(fromHex(seed), id, difficulty)), nonce);
+    // The same nonce for another request id is (almost surely) not a solution at 16 bits.
+    if (difficulty >= 16) assert.ok(!verifyPow(fromHex(seed), id + 1, difficulty, fromHex(nonce)));
+  }
+  assert.equal(solvePow(new Uint8Array(32), 1, 0), null);
+  assert.ok(!verifyPow(new Uint8Array(32), 1, 8, null));
 });

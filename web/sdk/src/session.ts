@@ -54,12 +54,31 @@ export class ClientSession {
     return { kind: "event", envelope };
   }
 
+  /** The id the next request will get unless another is reserved. */
+  get nextId(): number {
+    return this.lastId + 1;
+  }
+
   /** Seal a request: it gets the next id (ids strictly increase); returns id and bytes. */
   request(t: string, fields: Record<string, unknown> = {}): { id: number; frame: Uint8Array } {
+    const id = this.lastId + 1;
+    return { id, frame: this.seal(t, id, fields) };
+  }
+
+  /**
+   * Seal a request under a chosen `id`, which must be above every id used so far: a
+   * proof of work is solved for an id reserved ahead (docs/protocol.md §10), while other
+   * requests go out with lower ids meanwhile.
+   */
+  seal(t: string, id: number, fields: Record<string, unknown> = {}): Uint8Array {
     if (this.transport === null) {
       throw new HavenError(ErrorCode.UNEXPECTED_MESSAGE, "the handshake is not finished");
     }
-    const id = ++this.lastId;
-    return { id, frame: this.transport.seal(encodeEnvelope({ t, id, ...fields })) };
+    if (!Number.isSafeInteger(id) || id <= this.lastId) {
+      throw new RangeError("request ids must strictly increase");
+    }
+    const frame = this.transport.seal(encodeEnvelope({ t, id, ...fields }));
+    this.lastId = id;
+    return frame;
   }
 }

@@ -1,0 +1,6 @@
+// Timers and microtasks exist in every runtime the SDK supports (browsers, Node, React
+// Native) but not in the ES2022 library the core is checked against, which keeps DOM-
+// and Node-only APIs out of the core. Only these are declared.
+declare function setTimeout(handler: () => void, ms?: number): unknown;
+declare function clearTimeout(handle: unknown): void;
+declare function queueMicrotask(callback: () => void): void;

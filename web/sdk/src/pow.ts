@@ -89,7 +89,7 @@ export function inlineSolver(slice = 4096): PowSolver {
     for (let from = 0; ; from += slice) {
       const nonce = search(seed, requestId, difficulty, from, slice);
       if (nonce !== null) return nonce;
-      await new Promise((resolve) => setTimeout(resolve, 0));
+      await new Promise<void>((resolve) => setTimeout(() => resolve(), 0));
     }
   };
 }

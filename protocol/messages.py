@@ -515,10 +515,15 @@ class Ok(Reply):
 @server("joined")
 @frozen
 class Joined(Reply):
-    """A seat was granted (create, join, resume, take_next, handoff_accept)."""
+    """A seat was granted (create, join, resume, take_next, handoff_accept).
+
+    ``priority`` is true only in the reply to ``take_next`` when the visitor came from
+    the queue's priority lane (a crisis escalation), so staff know at once.
+    """
 
     id: int = number(1)
     seat: Seat
+    priority: bool = False
 
 
 @server("left")
@@ -581,11 +586,18 @@ class Queued(Reply):
 @server("staff")
 @frozen
 class Staff(Reply):
-    """How many staff are on duty for a queue (an aggregate count only)."""
+    """How many staff are on duty for a queue (an aggregate count only).
+
+    ``waiting`` and ``priority`` (visitors present in the normal and the priority lane)
+    are given only to a caller whose staff token covers the queue: a staff console shows
+    them; a visitor learns its own place from ``queue_position`` and nothing more.
+    """
 
     id: int = number(1)
     queue: str = text(MAX_NAME_LEN)
     count: int = number()
+    waiting: int | None = number(default=None)
+    priority: int | None = number(default=None)
 
 
 @server("handoff")

@@ -112,6 +112,14 @@ class Auth:
         """Staff on ``queue`` (duty, take_next)."""
         return self.require(peer, now, ("staff",), lambda c: c.covers_queue(queue))
 
+    def is_staff(self, peer: Peer, queue: str, now: float) -> bool:
+        """Whether ``peer`` holds a live staff token covering ``queue`` (no error)."""
+        wall = self.clock.wall(now)
+        return any(
+            c.role == "staff" and c.valid_at(wall) and c.covers_queue(queue)
+            for c in self.claims(peer)
+        )
+
     def _covers(self, claims: Claims, room: Room) -> bool:
         return room.kind == "group" and claims.covers_room(room.code, self.room_name(room.code))
 

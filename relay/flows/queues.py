@@ -178,7 +178,15 @@ class Queues:
 
     def staff_count(self, peer: Peer, req: m.StaffCount, now: float) -> None:
         line = self.line(req.queue)
-        self.hub.reply(peer, m.Staff(id=req.id, queue=req.queue, count=len(line.duty)))
+        waiting = priority = None
+        if self.auth.is_staff(peer, req.queue, now):
+            waiting = sum(1 for t in line.normal if t.peer is not None)
+            priority = sum(1 for t in line.priority if t.peer is not None)
+        self.hub.reply(
+            peer,
+            m.Staff(id=req.id, queue=req.queue, count=len(line.duty), waiting=waiting,
+                    priority=priority),
+        )
 
     def resume(self, peer: Peer, req: m.Resume, ticket: Ticket, now: float) -> None:
         """``resume`` with a queue token: the place in line, or the seat if matched."""
@@ -251,7 +259,10 @@ class Queues:
         ticket.matched_at = now
         hub.tokens[ticket.token] = ticket  # resumes the seat for the grace window
         self.matched[ticket] = None
-        hub.reply(peer, m.Joined(id=req.id, seat=hub.seat_view(staff_seat, room.seq)))
+        hub.reply(
+            peer,
+            m.Joined(id=req.id, seat=hub.seat_view(staff_seat, room.seq), priority=ticket.priority),
+        )
         hub.reply(
             visitor,
             m.Matched(queue=req.queue, seat=hub.seat_view(visitor_seat, room.seq)),

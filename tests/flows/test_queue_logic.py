@@ -155,3 +155,33 @@ def test_aggregate_lengths_and_wait_times_for_metrics(operator: Operator) -> Non
     kit.call(kit.peer("staff", queues=("helpline",)), m.TakeNext, queue="helpline")
     assert queues.lengths() == {"helpline": 2, "other": 0}
     assert waits == [("helpline", 42.0)]
+
+
+def test_staff_see_lane_counts_and_whether_a_visitor_came_from_the_priority_lane(
+    operator: Operator,
+) -> None:
+    """Staff consoles show waiting counts per lane and flag a crisis-escalated visitor;
+    a visitor (or staff of another queue) gets the duty count only."""
+    kit = Kit(operator)
+    for _ in range(2):
+        kit.call(kit.peer(), m.RequestHelp, queue="helpline")
+    away = kit.peer()
+    kit.call(away, m.RequestHelp, queue="helpline")
+    kit.hub.disconnect(away, kit.now)  # held for resume: not counted as waiting
+    moderator = kit.peer("moderator", rooms=("*",))
+    room = kit.call(moderator, m.CreateRoom, kind="group", listed=True).seat.room
+    peer = kit.peer()
+    alias = kit.call(peer, m.Join, room=room).seat.alias
+    kit.call(moderator, m.Escalate, room=room, alias=alias, queue="helpline")
+    staff = kit.peer("staff", queues=("helpline",))
+    counts = kit.call(staff, m.StaffCount, queue="helpline")
+    assert (counts.waiting, counts.priority) == (2, 1)
+    for outsider in (kit.peer(), kit.peer("staff", queues=("other",))):
+        reply = kit.call(outsider, m.StaffCount, queue="helpline")
+        assert (reply.waiting, reply.priority) == (None, None)
+    first = kit.call(staff, m.TakeNext, queue="helpline")
+    assert first.priority is True
+    second = kit.call(staff, m.TakeNext, queue="helpline")
+    assert second.priority is False
+    counts = kit.call(staff, m.StaffCount, queue="helpline")
+    assert (counts.waiting, counts.priority) == (1, 0)

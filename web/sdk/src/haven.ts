@@ -101,7 +101,7 @@ export class Haven {
   private readonly authTokens: Uint8Array[] = [];
   private readonly duties = new Set<string>();
   private powLock: Promise<void> = Promise.resolve();
-  private keepaliveTimer: unknown = null;
+  private keepaliveTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   private wake: (() => void) | null = null;
 
   private constructor(private readonly options: HavenOptions) {
@@ -238,6 +238,15 @@ export class Haven {
   }
 
   /**
+   * While reconnecting, try again now instead of waiting out the backoff delay: call it
+   * when the platform says the network is back (a browser's `online` event, React
+   * Native's NetInfo). Does nothing otherwise.
+   */
+  retryNow(): void {
+    if (this.reconnecting) this.wake?.();
+  }
+
+  /**
    * Close the connection. With `leave`, every seat is given up first (others see "left"
    * at once); without, the relay holds the seats for its grace window, as after a drop.
    */
@@ -366,8 +375,11 @@ export class Haven {
   /** What a reply created (a Room for `joined`, a ticket for `queued`), before anyone runs. */
   private onReply(envelope: Envelope): unknown {
     switch (envelope.t) {
-      case "joined":
-        return this.granted(envelope["seat"] as Seat);
+      case "joined": {
+        const room = this.granted(envelope["seat"] as Seat);
+        if (envelope["priority"] === true) room.priority = true;
+        return room;
+      }
       case "queued":
         return this.queued(envelope);
       case "left":
@@ -635,7 +647,7 @@ export class Haven {
     const why = byApplication ? null : error;
     for (const code of [...this.rooms.keys()]) this.forgetRoom(code, why);
     for (const queue of [...this.tickets.keys()]) this.forgetTicket(queue, why);
-    if (this.keepaliveTimer !== null) clearTimeout(this.keepaliveTimer);
+    if (this.keepaliveTimer !== undefined) clearTimeout(this.keepaliveTimer);
     this.wake?.();
     this.setReady(false);
     this.setState("closed", byApplication ? undefined : error);

@@ -38,6 +38,8 @@ export interface RoomEvents {
 }
 
 export class Room {
+  /** Staff's seat of a visitor taken from the priority (crisis) lane (`take_next`). */
+  priority = false;
   private readonly emitter = new Emitter<RoomEvents>();
   private early: RoomEvent[] = [];
   private endedWith: Error | null | undefined = undefined;

@@ -158,9 +158,9 @@ test("escalation puts a peer in the priority lane; staff sees it flagged", async
     assert.equal(ticket.priority, true);
     const counts = await staff.request("staff_count", { queue: "helpline" });
     assert.equal(counts.priority, 1);
-    const reply = await staff.request("take_next", { queue: "helpline" });
-    assert.equal(reply.priority, true);
-    assert.equal((await ticket.room()).code, reply.seat.room);
+    const taken = await staff.takeNext("helpline");
+    assert.equal(taken.priority, true);
+    assert.equal((await ticket.room()).code, taken.code);
   } finally {
     await Promise.all([mod, peer, staff].map((c) => c.close()));
   }

@@ -91,6 +91,7 @@ def lines(demo: Demo, pages_url: str | None) -> list[str]:
         out += [
             f"pages {pages_url}/",
             f"  visitor   {pages_url}/visitor.html",
+            f"  group     {pages_url}/group.html",
             f"  staff     {pages_url}/staff.html",
             f"  responder {pages_url}/responder.html",
             f"  moderator {pages_url}/moderator.html",

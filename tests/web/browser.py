@@ -92,3 +92,32 @@ def chromium(tmp_path: Path) -> Iterator[object]:
             yield context
         finally:
             context.close()
+
+
+@contextmanager
+def browser() -> Iterator[object]:
+    """A headless Debian Chromium (Playwright sync API) for tests that need several
+    isolated users at once: each ``new_context()`` is a separate, empty profile."""
+    if not CHROMIUM.exists():
+        pytest.fail("/usr/bin/chromium is missing: run ./scripts/test, which installs it")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: run ./scripts/test, which installs it")
+    with sync_playwright() as p:
+        chrome = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chrome
+        finally:
+            chrome.close()
+
+
+def build_pages(out: Path) -> Path:
+    """Build the real pages (web/, ``npm run build:pages``) into ``out``."""
+    subprocess.run(
+        ["npm", "run", "--silent", "build:pages", "--", "--out", str(out)],
+        cwd=REPO / "web", check=True, stdout=subprocess.DEVNULL,
+    )
+    if not (out / "visitor.js").is_file():
+        pytest.fail("the pages did not build (web/: npm ci, then npm run build:pages)")
+    return out

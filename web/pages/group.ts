@@ -9,7 +9,7 @@ import {
   codeFromFragment, parseRoomCode, roomLink, type Haven, type QueueTicket, type Room, type RoomInfo,
 } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -173,6 +173,7 @@ async function main(): Promise<void> {
     log.system("Welcome. Take your time; you can just read if you prefer.");
     $("message").focus();
   });
+  enterSends($<HTMLTextAreaElement>("message"), () => void send(), () => room?.typing().catch(() => undefined));
   $("compose").addEventListener("submit", (event) => {
     event.preventDefault();
     void send();
@@ -186,7 +187,7 @@ async function main(): Promise<void> {
     room = null;
     show($("chat"), false);
     show($("find"), true);
-    $("log").replaceChildren();
+    log.clear();
     await loadDirectory();
   }));
   try {

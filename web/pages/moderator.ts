@@ -65,8 +65,8 @@ function panel(room: Room): void {
   const pendingEmpty = h("p", { class: "hint" }, "No messages are waiting.");
   const memberList = h("ul", { class: "plain", "aria-label": "Members" });
   const alerts = h("ul", { class: "plain", "aria-label": "Crisis flags" });
-  const logList = h("ol", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Room messages" });
-  const log = new ChatLog(logList);
+  const log = ChatLog.create("Room messages");
+  const logList = log.region;
 
   const lockButton = h("button", { type: "button", class: "secondary", "aria-pressed": "false" }, "Lock room");
   const closeButton = h("button", { type: "button", class: "danger" }, "Close room for everyone");

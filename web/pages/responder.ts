@@ -5,7 +5,7 @@
  */
 import type { Haven, Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, bodyText, closedText, connectRelay, describe, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -67,6 +67,7 @@ async function main(): Promise<void> {
       enter(r);
     });
   });
+  enterSends($<HTMLTextAreaElement>("message"), () => void send(), () => room?.typing().catch(() => undefined));
   $("compose").addEventListener("submit", (event) => {
     event.preventDefault();
     void send();

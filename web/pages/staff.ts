@@ -5,7 +5,7 @@
  */
 import { ErrorCode, HavenError, type Haven, type Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -34,8 +34,8 @@ async function refreshCounts(): Promise<void> {
 
 function chatPanel(room: Room): void {
   const id = `chat-${document.querySelectorAll("#chats > section").length + 1}`;
-  const list = h("ol", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
-  const log = new ChatLog(list);
+  const log = ChatLog.create("Conversation");
+  const list = log.region;
   const typing = h("p", { class: "typing", "aria-live": "polite" });
   const box = h("textarea", { id: `${id}-msg`, rows: "2", maxlength: "4000", placeholder: "Write a message" });
   const send = h("button", { type: "submit" }, "Send");
@@ -99,12 +99,7 @@ function chatPanel(room: Room): void {
     event.preventDefault();
     void submit();
   });
-  box.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      void submit();
-    }
-  });
+  enterSends(box, () => void submit(), () => room.typing().catch(() => undefined));
   handoff.addEventListener("click", () => void act(handoff, local, async () => {
     const invite = await room.handoffInvite();
     code.textContent = invite.code;

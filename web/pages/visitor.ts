@@ -4,7 +4,7 @@
  */
 import type { Haven, QueueTicket, Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, bodyText, closedText, connectRelay, describe, loadConfig, notify, quickExitFor,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, loadConfig, notify, quickExitFor,
   show, type PageConfig,
 } from "./lib/app.js";
 
@@ -79,7 +79,6 @@ async function ask(): Promise<void> {
   t.room().then(enterRoom, () => undefined);
 }
 
-let lastTyping = 0;
 async function send(): Promise<void> {
   const box = $<HTMLTextAreaElement>("message");
   const text = box.value.trim();
@@ -107,22 +106,14 @@ async function main(): Promise<void> {
     event.preventDefault();
     void send();
   });
-  $<HTMLTextAreaElement>("message").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      void send();
-    } else if (room !== null && Date.now() - lastTyping > 3000) {
-      lastTyping = Date.now();
-      room.typing().catch(() => undefined);
-    }
-  });
+  enterSends($<HTMLTextAreaElement>("message"), () => void send(),
+    () => room?.typing().catch(() => undefined));
   $("leave").addEventListener("click", () => void act($("leave"), notice, async () => {
     await room?.leave();
     ended("You ended the conversation. Take care of yourself.");
   }));
   $("again").addEventListener("click", () => {
-    log.system("— new conversation —");
-    $("log").replaceChildren();
+    log.clear();
     view("start");
     $("ask").focus();
   });

@@ -145,9 +145,26 @@ export function notify(el: HTMLElement, text: string, kind: "info" | "error" = "
 const decoder = new TextDecoder("utf-8", { fatal: false });
 export const bodyText = (body: Uint8Array): string => decoder.decode(body);
 
-/** A chat log (`<ol role="log">`): messages and system lines, newest last. */
+/**
+ * A chat log: a focusable, scrollable `role="log"` region (so keyboard users can scroll
+ * it) holding an ordered list of messages and system lines, newest last.
+ */
 export class ChatLog {
-  constructor(private readonly list: HTMLElement) {}
+  private readonly list: HTMLElement;
+
+  constructor(readonly region: HTMLElement) {
+    const existing = region.querySelector("ol");
+    this.list = existing ?? region.appendChild(h("ol"));
+  }
+
+  /** A new, empty log region labelled `label` (for panels built by script). */
+  static create(label: string): ChatLog {
+    return new ChatLog(h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": label, tabindex: "0" }));
+  }
+
+  clear(): void {
+    this.list.replaceChildren();
+  }
 
   message(who: string, text: string, options: { mine?: boolean; edited?: boolean; note?: string } = {}): HTMLElement {
     const meta = h("span", { class: "who" }, options.mine === true ? "You" : who);
@@ -166,7 +183,7 @@ export class ChatLog {
 
   private add(item: HTMLElement): void {
     this.list.append(item);
-    item.scrollIntoView({ block: "end" });
+    this.region.scrollTop = this.region.scrollHeight;
   }
 }
 
@@ -204,4 +221,21 @@ export async function act(control: HTMLElement | null, el: HTMLElement, task: ()
   } finally {
     if (button !== null) button.disabled = false;
   }
+}
+
+/**
+ * Enter sends, Shift+Enter starts a new line (the usual chat convention); `onTyping`
+ * runs on other keys, at most once every three seconds.
+ */
+export function enterSends(box: HTMLTextAreaElement, send: () => void, onTyping?: () => void): void {
+  let last = 0;
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    } else if (onTyping !== undefined && Date.now() - last > 3000) {
+      last = Date.now();
+      onTyping();
+    }
+  });
 }

@@ -520,7 +520,7 @@ export class Haven {
           return;
         }
         this.install(link);
-        if (await this.restore(link)) {
+        if (await this.restore(link) && !link.broken) {
           this.resumes += 1;
           this.reconnecting = false;
           this.setReady(true);

@@ -76,7 +76,8 @@ class PyPeer:
             async for event in room.events():
                 seen.append(event)
 
-        assert self._nursery is not None and self._token is not None
+        assert self._nursery is not None
+        assert self._token is not None
         trio.from_thread.run_sync(self._nursery.start_soon, collect, trio_token=self._token)
 
     def wait_for(self, code: str, predicate: Callable[[Any], bool]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,4 +37,19 @@ def test_golden_envelopes_are_current() -> None:
     committed = (REPO / "web" / "sdk" / "test" / "golden.json").read_text("utf-8")
     assert committed == module.render(), (
         "stale: run PYTHONPATH=. python web/sdk/scripts/gen_golden.py"
+    )
+
+
+def test_room_code_vectors_are_current() -> None:
+    """web/sdk/test/roomcodes.json holds codes protocol/codes.py makes today."""
+    spec = importlib.util.spec_from_file_location(
+        "gen_roomcodes", REPO / "web" / "sdk" / "scripts" / "gen_roomcodes.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = json.loads((REPO / "web" / "sdk" / "test" / "roomcodes.json").read_text("utf-8"))
+    assert committed == module.vectors(), (
+        "stale: run PYTHONPATH=. python web/sdk/scripts/gen_roomcodes.py > web/sdk/test/roomcodes.json"
     )

@@ -51,5 +51,5 @@ def test_room_code_vectors_are_current() -> None:
     spec.loader.exec_module(module)
     committed = json.loads((REPO / "web" / "sdk" / "test" / "roomcodes.json").read_text("utf-8"))
     assert committed == module.vectors(), (
-        "stale: run PYTHONPATH=. python web/sdk/scripts/gen_roomcodes.py > web/sdk/test/roomcodes.json"
+        "stale: regenerate with web/sdk/scripts/gen_roomcodes.py (see its docstring)"
     )

@@ -121,3 +121,22 @@ def build_pages(out: Path) -> Path:
     if not (out / "visitor.js").is_file():
         pytest.fail("the pages did not build (web/: npm ci, then npm run build:pages)")
     return out
+
+
+SELFTEST = REPO / "tests" / "web" / "selftest"
+ESBUILD = REPO / "web" / "node_modules" / ".bin" / "esbuild"
+
+
+def build_selftest(out: Path) -> Path:
+    """Bundle the SDK self-test page and the PoW worker (esbuild from web/) into ``out``."""
+    if not ESBUILD.exists():
+        pytest.fail("esbuild is missing: run ./scripts/test (npm ci in web/)")
+    subprocess.run(
+        [str(ESBUILD), str(SELFTEST / "selftest.ts"),
+         str(REPO / "web" / "sdk" / "src" / "pow-worker.ts"), "--bundle", "--format=esm",
+         "--target=es2022", "--minify", "--entry-names=[name]", f"--outdir={out}",
+         "--log-level=warning"],
+        check=True,
+    )  # fmt: skip
+    (out / "selftest.html").write_bytes((SELFTEST / "selftest.html").read_bytes())
+    return out

@@ -8,7 +8,7 @@
  * put in the page as text (`textContent`), never as HTML.
  */
 import {
-  ConnectionLost, ErrorCode, Haven, HavenError, inlineSolver, type ConnectionState, type PowSolver,
+  ConnectionLost, ErrorCode, Haven, HavenError, defaultSolver, type ConnectionState, type PowSolver,
 } from "../../sdk/src/index.js";
 import { installQuickExit } from "../quick-exit.js";
 
@@ -51,9 +51,9 @@ export async function loadConfig(): Promise<PageConfig> {
   return (await response.json()) as PageConfig;
 }
 
-/** Proofs of work run in a Web Worker when the browser has them (the page stays live). */
+/** Proofs of work run in a Web Worker (pow-worker.js, same origin), so the page stays live. */
 export function pageSolver(): PowSolver {
-  return inlineSolver();
+  return defaultSolver(new URL("pow-worker.js", location.href));
 }
 
 const FRIENDLY: Partial<Record<ErrorCode, string>> = {

@@ -40,3 +40,4 @@ export { codeFromFragment, isRoomCode, parseRoomCode, roomLink } from "./codes.j
 export { formatRelayKey, parseRelayKey } from "./keys.js";
 export { Emitter } from "./emitter.js";
 export type * from "./messages.js";
+export { defaultSolver, workerSolver } from "./powworker.js";

@@ -64,7 +64,7 @@ function panel(room: Room): void {
   const pendingList = h("ul", { class: "plain", "aria-label": "Messages waiting for a decision" });
   const pendingEmpty = h("p", { class: "hint" }, "No messages are waiting.");
   const memberList = h("ul", { class: "plain", "aria-label": "Members" });
-  const alerts = h("ul", { class: "plain", "aria-label": "Crisis flags" });
+  const alerts = h("ul", { class: "plain", "aria-label": "Crisis flags" }, h("li", { class: "hint" }, "None."));
   const log = ChatLog.create("Room messages");
   const logList = log.region;
 
@@ -173,6 +173,7 @@ function panel(room: Room): void {
           await room.escalate(alias, CRISIS_QUEUE);
           escalate.replaceWith(h("span", {}, "Moved: a helpline worker takes them first."));
         }));
+        alerts.querySelector("li.hint")?.remove();
         alerts.append(h("li", { class: "flag" }, `${alias} raised a crisis flag. `, escalate));
         log.system(`${alias} raised a crisis flag.`, "alert");
         break;

@@ -120,6 +120,11 @@ async function main(): Promise<void> {
   try {
     config = await loadConfig();
     haven = await connectRelay(config, $("status"));
+    haven.on("state", ({ state }) => {
+      if (room === null) return;
+      if (state === "reconnecting") log.system("Your connection dropped. Reconnecting… nothing you wrote is lost.");
+      else if (state === "resumed") log.system("Reconnected.");
+    });
     $<HTMLButtonElement>("ask").disabled = false;
   } catch (error) {
     notify(notice, `Cannot reach the service right now. ${describe(error)}`, "error");

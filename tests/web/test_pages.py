@@ -30,6 +30,7 @@ from .test_quick_exit import neutral_site
 
 WAIT = 60_000  #: ms; a hang guard for Playwright waits, never a performance assertion
 PHONE = {"width": 390, "height": 844}
+DESK = {"width": 1100, "height": 1100}
 
 #: Runs before any page script: records every attempt to write browser storage.
 STORAGE_SPY = """
@@ -145,7 +146,7 @@ class Network:
         self.context.set_offline(False)
 
 
-def shot(page: Any, name: str, full: bool = True) -> None:
+def shot(page: Any, name: str, full: bool = False) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full)
 
@@ -184,7 +185,7 @@ def test_visitor_and_staff_chat_survives_five_seconds_offline(
     relay: DemoRelay, chrome: Any
 ) -> None:
     audit = Audit(relay)
-    staff_ctx = chrome.new_context()
+    staff_ctx = chrome.new_context(viewport=DESK)
     visitor_ctx = chrome.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     for ctx in (staff_ctx, visitor_ctx):
         audit.attach(ctx)
@@ -258,7 +259,7 @@ def test_visitor_and_staff_chat_survives_five_seconds_offline(
 
 def test_staff_hands_off_to_a_responder_with_a_spoken_code(relay: DemoRelay, chrome: Any) -> None:
     audit = Audit(relay)
-    staff_ctx, responder_ctx = chrome.new_context(), chrome.new_context(viewport=PHONE)
+    staff_ctx, responder_ctx = chrome.new_context(viewport=DESK), chrome.new_context(viewport=PHONE)
     for ctx in (staff_ctx, responder_ctx):
         audit.attach(ctx)
     try:
@@ -314,7 +315,8 @@ def test_premoderated_group_message_is_edited_and_a_denied_one_never_arrives(
     relay: DemoRelay, chrome: Any
 ) -> None:
     audit = Audit(relay)
-    mod_ctx, member_ctx = chrome.new_context(), chrome.new_context(viewport=PHONE, is_mobile=True)
+    mod_ctx = chrome.new_context(viewport=DESK)
+    member_ctx = chrome.new_context(viewport=PHONE, is_mobile=True)
     for ctx in (mod_ctx, member_ctx):
         audit.attach(ctx)
     try:

@@ -214,6 +214,8 @@ def test_visitor_and_staff_chat_survives_five_seconds_offline(
         visitor.locator("#log li.msg").first.wait_for(timeout=WAIT)
         send(visitor, "#message", "hi. I don't know where to start")
         staff.locator("#chats li.msg:not(.mine)").first.wait_for(timeout=WAIT)
+        # Acknowledged before the drop (else its outcome would be unknown, by design).
+        visitor.locator("#log li.msg.mine .note").wait_for(state="detached", timeout=WAIT)
 
         network.down()
         visitor.locator("#status[data-state='reconnecting']").wait_for(

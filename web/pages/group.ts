@@ -9,7 +9,7 @@ import {
   codeFromFragment, parseRoomCode, roomLink, type Haven, type QueueTicket, type Room, type RoomInfo,
 } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -131,7 +131,7 @@ async function send(): Promise<void> {
       note.remove();
     }
   } catch (error) {
-    note.textContent = `not sent: ${describe(error)}`;
+    note.textContent = sendFailed(error);
   }
 }
 
@@ -156,7 +156,7 @@ function privateSupport(ticket: QueueTicket): void {
       if (text === "") return;
       box.value = "";
       helpLog.message("You", text, { mine: true });
-      r.send(text).catch((error) => helpLog.system(`not sent: ${describe(error)}`, "alert"));
+      r.send(text).catch((error) => helpLog.system(sendFailed(error), "alert"));
     });
   }, () => undefined);
 }

@@ -5,7 +5,7 @@
  */
 import type { Haven, Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -43,7 +43,7 @@ async function send(): Promise<void> {
     await room.send(text);
     line.querySelector(".note")?.remove();
   } catch (error) {
-    line.querySelector(".note")!.textContent = `not sent: ${describe(error)}`;
+    line.querySelector(".note")!.textContent = sendFailed(error);
   }
 }
 

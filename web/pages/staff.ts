@@ -5,7 +5,7 @@
  */
 import { ErrorCode, HavenError, type Haven, type Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -92,7 +92,7 @@ function chatPanel(room: Room): void {
       await room.send(text);
       line.querySelector(".note")?.remove();
     } catch (error) {
-      line.querySelector(".note")!.textContent = `not sent: ${describe(error)}`;
+      line.querySelector(".note")!.textContent = sendFailed(error);
     }
   };
   form.addEventListener("submit", (event) => {

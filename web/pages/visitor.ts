@@ -4,7 +4,7 @@
  */
 import type { Haven, QueueTicket, Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, loadConfig, notify, quickExitFor,
+  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, loadConfig, notify, quickExitFor,
   show, type PageConfig,
 } from "./lib/app.js";
 
@@ -90,7 +90,7 @@ async function send(): Promise<void> {
     await room.send(text);
     note?.remove();
   } catch (error) {
-    if (note !== null) note.textContent = `not sent: ${describe(error)}`;
+    if (note !== null) note.textContent = sendFailed(error);
   }
 }
 

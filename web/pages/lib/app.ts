@@ -92,6 +92,15 @@ export function describe(error: unknown): string {
   return "Something went wrong. Please try again.";
 }
 
+/**
+ * What to say under a message whose send failed. A drop while the request was in flight
+ * leaves the outcome unknown (the relay may have delivered it), so say exactly that.
+ */
+export function sendFailed(error: unknown): string {
+  if (error instanceof ConnectionLost) return "the connection dropped while sending; it may not have arrived";
+  return `not sent: ${describe(error)}`;
+}
+
 const STATE_TEXT: Record<ConnectionState, string> = {
   connecting: "Connecting securely…",
   connected: "Connected securely.",

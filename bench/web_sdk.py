@@ -67,7 +67,8 @@ def main() -> None:
         console.print(f"SDK gzipped: {gz:,} bytes ({gz / 1024:.1f} KiB): {verdict} the 40 KiB goal")
 
         site = build_selftest(root / "site")
-        with demo_relay(site) as relay, browser() as chrome:
+        with demo_relay(site) as relay, browser() as chrome_:
+            chrome: Any = chrome_
             ctx: Any = chrome.new_context()
             page = ctx.new_page()
             page.goto(f"{relay.pages_url}/selftest.html")

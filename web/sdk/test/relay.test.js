@@ -152,3 +152,47 @@ test("a seat taken over by its token elsewhere ends here with taken_over", async
     await Promise.all([a.close(), b.close(), c.close()]);
   }
 });
+
+test("a seat that cannot be resumed ends its room with RESUME_FAILED; the rest carries on", async () => {
+  // A ring of 8 events: 20 messages while away no longer reach back to the seat's seq.
+  const small = await startRelay({ args: ["--resume-buffer", "8"] });
+  const a = await connect(small);
+  // b's network stays down (new sockets refused) until the test opens the gate.
+  let gate = true;
+  class Gated extends WebSocket {
+    constructor(...args) {
+      if (!gate) throw new Error("network down");
+      super(...args);
+    }
+  }
+  const b = await connect(small, { WebSocket: Gated });
+  try {
+    const gone = await a.createRoom();
+    const kept = await a.createRoom();
+    const mineGone = await b.join(gone.code);
+    const mineKept = await b.join(kept.code);
+    const ended = next((f) => mineGone.on("end", f), () => true);
+    // The relay must notice the drop before the messages, so they miss the seat.
+    const away = next((f) => gone.on("event", f), (e) => e.t === "presence" && e.event === "away");
+    const back = next((f) => b.on("state", f), (s) => s.state === "resumed");
+    gate = false;
+    b.interrupt();
+    await away;
+    for (let i = 0; i < 20; i++) await gone.send(`missed ${i}`);
+    gate = true;
+    b.retryNow();
+    await back;
+    const error = await ended;
+    assert.ok(error instanceof HavenError);
+    assert.equal(error.code, ErrorCode.RESUME_FAILED);
+    assert.equal(b.rooms.has(gone.code), false);
+    assert.equal(b.rooms.get(kept.code), mineKept);
+    const got = next((f) => mineKept.on("event", f), (e) => e.t === "deliver");
+    await kept.send("still here");
+    assert.equal(text((await got).body), "still here");
+  } finally {
+    await a.close();
+    await b.close();
+    await small.stop();
+  }
+});

@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +40,17 @@ class DemoRelay:
 
 
 @contextmanager
-def demo_relay(pages_dir: Path, quick_exit_url: str = "http://127.0.0.1:9/") -> Iterator[DemoRelay]:
-    """Run a demo relay serving ``pages_dir`` on free ports until the block ends."""
+def demo_relay(
+    pages_dir: Path, quick_exit_url: str = "http://127.0.0.1:9/", extra: Sequence[str] = ()
+) -> Iterator[DemoRelay]:
+    """Run a demo relay serving ``pages_dir`` on free ports until the block ends
+    (``extra``: more ``haven serve`` flags)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay.cli", "serve", "--demo", "--port", "0",
          "--pages-port", "0", "--metrics-port", "none", "--pages-dir", str(pages_dir),
-         "--quick-exit-url", quick_exit_url],
+         "--quick-exit-url", quick_exit_url, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
     )  # fmt: skip
     relay = DemoRelay(proc)
@@ -86,7 +89,10 @@ def chromium(tmp_path: Path) -> Iterator[object]:
     profile = tmp_path / "profile"
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
         )
         try:
             yield context
@@ -116,7 +122,9 @@ def build_pages(out: Path) -> Path:
     """Build the real pages (web/, ``npm run build:pages``) into ``out``."""
     subprocess.run(
         ["npm", "run", "--silent", "build:pages", "--", "--out", str(out)],
-        cwd=REPO / "web", check=True, stdout=subprocess.DEVNULL,
+        cwd=REPO / "web",
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     if not (out / "visitor.js").is_file():
         pytest.fail("the pages did not build (web/: npm ci, then npm run build:pages)")

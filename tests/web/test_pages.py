@@ -506,3 +506,34 @@ def test_visitor_flow_by_keyboard_alone(relay: DemoRelay, chrome: Any) -> None:
             assert event.body == b"typed without a mouse"
     finally:
         ctx.close()
+
+
+def test_visitor_solves_proof_of_work_in_a_web_worker(
+    tmp_path_factory: pytest.TempPathFactory, chrome: Any
+) -> None:
+    """A relay under pressure asks 14 bits for `request_help`: the visitor page solves it
+    off the main thread in pow-worker.js (same origin, allowed by worker-src) and waits in
+    line as usual."""
+    pages = build_pages(tmp_path_factory.mktemp("pow-pages"))
+    pressure = ["--pow-start-load", "0.0001", "--max-connections", "100",
+                "--pow-min-difficulty", "14", "--pow-max-difficulty", "14"]  # fmt: skip
+    with demo_relay(pages, extra=pressure) as relay, PyPeer(relay.url, relay.key) as peer:
+        assert peer.conn is not None
+        conn = peer.conn
+        deadline = time.monotonic() + 60
+        while conn.challenge.difficulty != 14:  # the admission controller reacts within ~1 s
+            assert time.monotonic() < deadline, "the relay never asked for proof of work"
+            time.sleep(0.1)
+        ctx = chrome.new_context()
+        audit = Audit(relay)
+        audit.attach(ctx)
+        try:
+            page = open_page(ctx, relay, "visitor")
+            with page.expect_worker(timeout=WAIT) as worker:
+                page.get_by_role("button", name="Talk to someone now").click()
+            assert worker.value.url.endswith("/pow-worker.js")
+            page.locator("#waiting").wait_for(state="visible", timeout=WAIT)
+            assert page.locator("#position").inner_text() == "1"
+            audit.check()
+        finally:
+            ctx.close()

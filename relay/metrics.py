@@ -17,7 +17,6 @@ means) are listed in ``SERIES`` so the deploy/ artefacts can be checked against 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import platform
 from bisect import bisect_left
@@ -46,6 +45,7 @@ from prometheus_client.registry import Collector
 from protocol.errors import ErrorCode
 
 from . import __version__, ramonly
+from .http1 import Answer, answer_one
 
 if TYPE_CHECKING:
     from .server import Relay
@@ -457,13 +457,12 @@ async def serve_metrics(
     await trio.serve_listeners(handler, listeners)
 
 
-#: One HTTP answer: status, body, content type, extra headers.
-_Route = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+REQUEST_TIMEOUT = 5.0  #: seconds one scrape connection may take, request and response
 #: Methods the health and metrics endpoints answer; anything else gets 405.
 _METHODS = (b"GET", b"HEAD")
 
 
-def _route(relay: Relay, request: h11.Request) -> _Route:
+def _route(relay: Relay, request: h11.Request) -> Answer:
     """Status, body, content type and extra headers for one request (no I/O)."""
     if request.method not in _METHODS:
         return 405, b"method not allowed\n", b"text/plain", [(b"allow", b"GET, HEAD")]
@@ -480,48 +479,8 @@ def _route(relay: Relay, request: h11.Request) -> _Route:
     return 404, b"not found\n", b"text/plain", []
 
 
-def _respond(conn: h11.Connection, request: h11.Request | None, route: _Route) -> bytes:
-    """Serialise one response; a HEAD response carries the headers but no body."""
-    status, body, ctype, extra = route
-    headers = [
-        (b"content-type", ctype),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        (b"connection", b"close"),
-        *extra,
-    ]
-    out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
-    if request is None or request.method != b"HEAD":
-        out += conn.send(h11.Data(data=body)) or b""
-    out += conn.send(h11.EndOfMessage()) or b""
-    return out
-
-
 async def _http(relay: Relay, stream: trio.abc.Stream) -> None:
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=8192)
-    try:
-        with trio.move_on_after(5):
-            while True:
-                try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError:
-                    # Garbage instead of HTTP: answer 400 if h11 still can, then hang up.
-                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        route: _Route = (400, b"bad request\n", b"text/plain", [])
-                        with contextlib.suppress(h11.LocalProtocolError):
-                            await stream.send_all(_respond(conn, None, route))
-                    return
-                if event is h11.NEED_DATA:
-                    data = bytes(await stream.receive_some(8192))
-                    conn.receive_data(data)
-                    if not data:
-                        return
-                    continue
-                if not isinstance(event, h11.Request):
-                    return
-                await stream.send_all(_respond(conn, event, _route(relay, event)))
-                return
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        return
-    finally:
-        await trio.aclose_forcefully(stream)
+    async def route(request: h11.Request) -> Answer:
+        return _route(relay, request)
+
+    await answer_one(stream, route, [(b"cache-control", b"no-store")], REQUEST_TIMEOUT)

@@ -23,7 +23,6 @@ most 8 KiB, files of at most ``MAX_FILE_BYTES``. Nothing about the peer is read 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -33,6 +32,8 @@ from urllib.parse import urlsplit
 
 import h11
 import trio
+
+from .http1 import Answer, answer_one
 
 log = logging.getLogger("haven.pages")
 
@@ -57,8 +58,6 @@ CONTENT_TYPES: dict[str, bytes] = {
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
-#: One answer: status, body, content type, extra headers.
-Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 
 
 def _ws_origin(relay_url: str) -> str:
@@ -158,54 +157,14 @@ class Site:
         return 200, body, CONTENT_TYPES[file.suffix.lower()], []
 
 
-def _respond(
-    conn: h11.Connection, head: bool, answer: Answer, security: list[tuple[bytes, bytes]]
-) -> bytes:
-    """Serialise one response; HEAD gets the same headers (length included), no body."""
-    status, body, ctype, extra = answer
-    headers = [
-        (b"content-type", ctype),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-        *security,
-        *extra,
-    ]
-    out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
-    if not head:
-        out += conn.send(h11.Data(data=body)) or b""
-    out += conn.send(h11.EndOfMessage()) or b""
-    return out
-
-
 async def _http(site: Site, security: list[tuple[bytes, bytes]], stream: trio.abc.Stream) -> None:
     """Read one request, answer it, hang up (bounded by REQUEST_TIMEOUT)."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=8192)
-    try:
-        with trio.move_on_after(REQUEST_TIMEOUT):
-            while True:
-                try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError:
-                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        bad: Answer = (400, b"bad request\n", b"text/plain", [])
-                        with contextlib.suppress(h11.LocalProtocolError):
-                            await stream.send_all(_respond(conn, False, bad, security))
-                    return
-                if event is h11.NEED_DATA:
-                    data = bytes(await stream.receive_some(8192))
-                    conn.receive_data(data)
-                    if not data:
-                        return
-                    continue
-                if not isinstance(event, h11.Request):
-                    return
-                answer = await trio.to_thread.run_sync(site.answer, event)
-                await stream.send_all(_respond(conn, event.method == b"HEAD", answer, security))
-                return
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        return
-    finally:
-        await trio.aclose_forcefully(stream)
+
+    async def route(request: h11.Request) -> Answer:
+        # Files are read in a worker thread so a slow disk never stalls the relay.
+        return await trio.to_thread.run_sync(site.answer, request)
+
+    await answer_one(stream, route, security, REQUEST_TIMEOUT)
 
 
 async def serve_pages(

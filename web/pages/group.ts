@@ -9,7 +9,7 @@ import {
   codeFromFragment, parseRoomCode, roomLink, type Haven, type QueueTicket, type Room, type RoomInfo,
 } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -115,25 +115,6 @@ async function join(code: string): Promise<void> {
   });
 }
 
-async function send(): Promise<void> {
-  const box = $<HTMLTextAreaElement>("message");
-  const text = box.value.trim();
-  if (room === null || text === "") return;
-  box.value = "";
-  const line = log.message(room.alias, text, { mine: true, note: "sending…" });
-  const note = line.querySelector(".note")!;
-  try {
-    const sent = await room.send(text);
-    if (sent.item !== undefined) {
-      held.set(sent.item, line);
-      note.textContent = "waiting for a moderator";
-    } else {
-      note.remove();
-    }
-  } catch (error) {
-    note.textContent = sendFailed(error);
-  }
-}
 
 function privateSupport(ticket: QueueTicket): void {
   show($("help"), true);
@@ -151,12 +132,7 @@ function privateSupport(ticket: QueueTicket): void {
     });
     $("help-compose").addEventListener("submit", (event) => {
       event.preventDefault();
-      const box = $<HTMLTextAreaElement>("help-message");
-      const text = box.value.trim();
-      if (text === "") return;
-      box.value = "";
-      helpLog.message("You", text, { mine: true });
-      r.send(text).catch((error) => helpLog.system(sendFailed(error), "alert"));
+      void helpLog.sendFrom($<HTMLTextAreaElement>("help-message"), r);
     });
   }, () => undefined);
 }
@@ -173,10 +149,10 @@ async function main(): Promise<void> {
     log.system("Welcome. Take your time; you can just read if you prefer.");
     $("message").focus();
   });
-  enterSends($<HTMLTextAreaElement>("message"), () => void send(), () => room?.typing().catch(() => undefined));
+  enterSends($<HTMLTextAreaElement>("message"), () => void log.sendFrom($<HTMLTextAreaElement>("message"), room, (item, line) => held.set(item, line)), () => room?.typing().catch(() => undefined));
   $("compose").addEventListener("submit", (event) => {
     event.preventDefault();
-    void send();
+    void log.sendFrom($<HTMLTextAreaElement>("message"), room, (item, line) => held.set(item, line));
   });
   $("crisis").addEventListener("click", () => void act($("crisis"), notice, async () => {
     await room?.crisis();

@@ -5,7 +5,7 @@
  */
 import type { Haven, Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -33,19 +33,6 @@ function enter(r: Room): void {
   $("message").focus();
 }
 
-async function send(): Promise<void> {
-  const box = $<HTMLTextAreaElement>("message");
-  const text = box.value.trim();
-  if (room === null || text === "") return;
-  box.value = "";
-  const line = log.message("You", text, { mine: true, note: "sending…" });
-  try {
-    await room.send(text);
-    line.querySelector(".note")?.remove();
-  } catch (error) {
-    line.querySelector(".note")!.textContent = sendFailed(error);
-  }
-}
 
 async function main(): Promise<void> {
   quickExitFor(() => config, () => haven);
@@ -67,10 +54,10 @@ async function main(): Promise<void> {
       enter(r);
     });
   });
-  enterSends($<HTMLTextAreaElement>("message"), () => void send(), () => room?.typing().catch(() => undefined));
+  enterSends($<HTMLTextAreaElement>("message"), () => void log.sendFrom($<HTMLTextAreaElement>("message"), room), () => room?.typing().catch(() => undefined));
   $("compose").addEventListener("submit", (event) => {
     event.preventDefault();
-    void send();
+    void log.sendFrom($<HTMLTextAreaElement>("message"), room);
   });
   $("leave").addEventListener("click", () => void act($("leave"), notice, async () => {
     await room?.leave();

@@ -5,7 +5,7 @@
  */
 import { ErrorCode, HavenError, type Haven, type Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, h, loadConfig, notify, presenceText,
   quickExitFor, show, type PageConfig,
 } from "./lib/app.js";
 
@@ -83,18 +83,7 @@ function chatPanel(room: Room): void {
     if (error !== null) log.system(describe(error), "alert");
     for (const control of [box, send, handoff, close]) control.setAttribute("disabled", "");
   });
-  const submit = async () => {
-    const text = box.value.trim();
-    if (text === "") return;
-    box.value = "";
-    const line = log.message("You", text, { mine: true, note: "sending…" });
-    try {
-      await room.send(text);
-      line.querySelector(".note")?.remove();
-    } catch (error) {
-      line.querySelector(".note")!.textContent = sendFailed(error);
-    }
-  };
+  const submit = () => log.sendFrom(box, room);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     void submit();

@@ -4,7 +4,7 @@
  */
 import type { Haven, QueueTicket, Room } from "../sdk/src/index.js";
 import {
-  $, ChatLog, act, enterSends, sendFailed, bodyText, closedText, connectRelay, describe, loadConfig, notify, quickExitFor,
+  $, ChatLog, act, enterSends, bodyText, closedText, connectRelay, describe, loadConfig, notify, quickExitFor,
   show, type PageConfig,
 } from "./lib/app.js";
 
@@ -79,20 +79,6 @@ async function ask(): Promise<void> {
   t.room().then(enterRoom, () => undefined);
 }
 
-async function send(): Promise<void> {
-  const box = $<HTMLTextAreaElement>("message");
-  const text = box.value.trim();
-  if (room === null || text === "") return;
-  box.value = "";
-  const line = log.message("You", text, { mine: true, note: "sending…" });
-  const note = line.querySelector(".note");
-  try {
-    await room.send(text);
-    note?.remove();
-  } catch (error) {
-    if (note !== null) note.textContent = sendFailed(error);
-  }
-}
 
 async function main(): Promise<void> {
   quickExitFor(() => config, () => haven);
@@ -104,9 +90,9 @@ async function main(): Promise<void> {
   }));
   $("compose").addEventListener("submit", (event) => {
     event.preventDefault();
-    void send();
+    void log.sendFrom($<HTMLTextAreaElement>("message"), room);
   });
-  enterSends($<HTMLTextAreaElement>("message"), () => void send(),
+  enterSends($<HTMLTextAreaElement>("message"), () => void log.sendFrom($<HTMLTextAreaElement>("message"), room),
     () => room?.typing().catch(() => undefined));
   $("leave").addEventListener("click", () => void act($("leave"), notice, async () => {
     await room?.leave();

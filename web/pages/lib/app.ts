@@ -9,6 +9,7 @@
  */
 import {
   ConnectionLost, ErrorCode, Haven, HavenError, defaultSolver, type ConnectionState, type PowSolver,
+  type Room, type Sent,
 } from "../../sdk/src/index.js";
 import { installQuickExit } from "../quick-exit.js";
 
@@ -159,6 +160,32 @@ export const bodyText = (body: Uint8Array): string => decoder.decode(body);
  * it) holding an ordered list of messages and system lines, newest last.
  */
 export class ChatLog {
+  /**
+   * Send what `box` holds to `room`, showing it at once as "sending…"; the note goes when
+   * the relay acknowledges, says "waiting for a moderator" if it is held, or says why it
+   * failed. Resolves with `sent` (null if nothing was sent or it failed).
+   */
+  async sendFrom(box: HTMLTextAreaElement, room: Room | null, onHeld?: (item: number, line: HTMLElement) => void): Promise<Sent | null> {
+    const text = box.value.trim();
+    if (room === null || text === "") return null;
+    box.value = "";
+    const line = this.message("You", text, { mine: true, note: "sending…" });
+    const note = line.querySelector(".note")!;
+    try {
+      const sent = await room.send(text);
+      if (sent.item !== undefined) {
+        note.textContent = "waiting for a moderator";
+        onHeld?.(sent.item, line);
+      } else {
+        note.remove();
+      }
+      return sent;
+    } catch (error) {
+      note.textContent = sendFailed(error);
+      return null;
+    }
+  }
+
   private readonly list: HTMLElement;
 
   constructor(readonly region: HTMLElement) {

@@ -491,13 +491,32 @@ class Hub:
             self._presence(seat, what)
 
     def close_room(self, room: Room, reason: str) -> None:
-        """End a room for everyone present and forget everything about it."""
+        """End a room for everyone present and forget everything about it.
+
+        A seat still catching up first gets the ring events it has not pulled and its
+        kept private events, then ``room_closed``: the room is about to be forgotten, so
+        this is the last chance to give it a gap-free end. (This bypasses pacing once;
+        it is bounded by the ring, ``resume_buffer_bytes``.)
+        """
         event = m.RoomClosed(room=room.code, reason=reason)
         self.rooms_closed[reason] = self.rooms_closed.get(reason, 0) + 1
+        lagging: list[Peer] = []
         for seat in room.seats.values():
-            if seat.peer is not None:
-                self.out.append((seat.peer, event))
+            peer = seat.peer
+            if peer is None:
+                continue
+            behind = seat.behind
+            if behind is not None:
+                unseen = (ev for seq, ev, ex in room.ring if seq > behind and ex is not seat)
+                self.out.extend((peer, ev) for ev in unseen)
+                if seat.missed is not None and not seat.missed_overflow:
+                    self.out.extend((peer, ev) for ev in seat.missed)
+                seat.behind = None
+                lagging.append(peer)
+            self.out.append((peer, event))
         self.drop_room(room)
+        for peer in lagging:
+            peer.catching_up = any(s.behind is not None for s in peer.seats.values())
 
     def drop_room(self, room: Room) -> None:
         """Forget a room and every seat, token and pending item in it."""

@@ -275,8 +275,20 @@ async def run_cli(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    """Entry point of ``haven loadtest``."""
-    return trio.run(run_cli, args, Console())
+    """Entry point of ``haven loadtest``.
+
+    Ctrl-C while a load runs stops it and keeps a partial report (``runner``); Ctrl-C at
+    any other moment (starting a relay, between ramp steps, writing the report) ends
+    the run with one line and exit status 2, never a traceback. A relay the run spawned
+    is stopped by the ``finally`` that owns it on the way out.
+    """
+    status = EXIT_CANNOT_RUN
+    try:
+        status = trio.run(run_cli, args, Console())
+    except* KeyboardInterrupt:  # bare, or inside the nurseries' exception groups
+        print("haven loadtest: interrupted before a load step could report; nothing was "
+              "written", file=sys.stderr)  # fmt: skip
+    return status
 
 
 SUBCOMMANDS["loadtest"] = (add_arguments, cmd_loadtest)

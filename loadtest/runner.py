@@ -186,8 +186,15 @@ async def _run_processes(spec: LoadSpec, opts: RunOptions, cpu_out: list[dict[st
         ctx.Process(target=_worker_main, args=(spec, d, i, start, out, stop), daemon=True)
         for i, d in enumerate(deals)
     ]
-    for p in procs:
-        p.start()
+    # Workers are born ignoring SIGINT (a disposition that survives exec), so a Ctrl-C
+    # while they are still importing cannot kill them with a traceback; they stop
+    # through ``stop`` instead. The parent's own handler is back right after.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     watch = _CpuWatch([p.pid for p in procs if p.pid is not None])
     results: dict[int, WorkerResult] = {}
     latest: dict[int, dict[str, Any]] = {}
@@ -223,6 +230,12 @@ async def _run_processes(spec: LoadSpec, opts: RunOptions, cpu_out: list[dict[st
             if p.is_alive():
                 p.kill()
     if failures:
+        if opts.stop is not None and opts.stop.is_set() and all(
+            p.exitcode == -signal.SIGINT for p in procs if p.exitcode not in (0, None)
+        ):
+            # Ctrl-C reached a worker before it could ignore SIGINT (still starting up):
+            # an interruption, not a failure of the load.
+            raise KeyboardInterrupt
         raise RuntimeError("\n".join(failures))
     cpu_out.append(watch.summary())
     return [results[i] for i in sorted(results)]

@@ -182,6 +182,9 @@ class Worker:
         #: Set by ``stop_early`` (Ctrl-C): senders stop, the run settles and reports.
         self._stop: trio.Event | None = None
         self.stopped_early = False
+        #: ``stop_early`` came before the run began (Ctrl-C during start-up): honoured
+        #: as soon as the run starts, instead of being lost.
+        self._stop_requested = False
         self._nursery: trio.Nursery | None = None
         self._conns: set[Connection] = set()
 
@@ -199,6 +202,8 @@ class Worker:
         self._steady_ns = self._t0_ns + int(spec.ramp_up * 1e9)
         start = trio.current_time()
         self._end = start + spec.ramp_up + spec.duration
+        if self._stop_requested:
+            self.stop_early()
         n = max(1, spec.rooms)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -217,7 +222,10 @@ class Worker:
 
     def stop_early(self) -> None:
         """Stop sending now (the operator pressed Ctrl-C); what was measured is kept."""
-        if self._stop is None or self._stop.is_set():
+        if self._stop is None:
+            self._stop_requested = True
+            return
+        if self._stop.is_set():
             return
         self.stopped_early = True
         self._end = min(self._end, trio.current_time())

@@ -403,3 +403,39 @@ async def test_throughput_without_ramp_up_is_not_under_reported() -> None:
     rep = report_mod.build(spec, [result], {"workers": [], "total_mean_percent": 0.0},
                            RelaySampler(None, None), 11.0, "fixed")  # fmt: skip
     assert rep["messages_per_s"] == 10.0
+
+
+@pytest.mark.parametrize("after", [0.8, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_ends_cleanly(after: float) -> None:
+    """Regressions: Ctrl-C outside a load step (starting the relay) ended in a
+    KeyboardInterrupt traceback; Ctrl-C while the workers were still importing killed
+    them (a traceback and exit 1); Ctrl-C before a worker's run had begun was ignored, so
+    the run went on for its whole duration. SIGINT at several moments of start-up must
+    each end the run with exit 2, a one-line explanation and no traceback, well before
+    the 120 s it was asked to run (the 60 s bound is a hang guard, not a timing)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.relay.test_cli import REPO, child_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay.cli", "loadtest", "--spawn", "--rooms", "2",
+         "--members", "2", "--rate", "1", "--duration", "120", "--workers", "2", "--quiet",
+         "--slo", PASS],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(),
+        cwd=REPO, start_new_session=True,
+    )  # fmt: skip
+    try:
+        time.sleep(after)  # some moment of start-up; no assertion depends on which
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err, err
+    assert "interrupted" in err

@@ -277,12 +277,13 @@ export class Haven {
       const link = await this.usableLink();
       const sending = this.powLock.then(async () => {
         const { id, nonce } = await this.solve(link);
-        return link.request(t, { ...fields, pow: nonce ?? undefined }, id);
+        // Wrapped, so `sending` settles once the request is sent, not when it is answered.
+        return { reply: link.request(t, { ...fields, pow: nonce ?? undefined }, id) };
       });
-      // Hold the lock until the request is sent (not answered): one reservation at a time.
+      // Hold the lock until the request is sent: one id reservation at a time.
       this.powLock = sending.then(() => undefined, () => undefined);
       try {
-        return await (await sending);
+        return await (await sending).reply;
       } catch (error) {
         const again = error instanceof HavenError
           && (error.code === ErrorCode.POW_REQUIRED || error.code === ErrorCode.POW_INVALID);

@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 import msgpack
 from hdrh.histogram import HdrHistogram
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise, pow
-from protocol import messages as m
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise, pow
+from haven.protocol import messages as m
 
 #: Body layout: send time (ns), sender id, sender's message counter; zero-padded.
 BODY_HEAD = struct.Struct("<QII")

@@ -15,11 +15,11 @@ import gc
 
 import psutil
 
-from protocol import messages as m
-from relay import flows
-from relay.config import Config
-from relay.hub import Hub
-from relay.trim import trim_heap
+from haven.protocol import messages as m
+from haven.relay import flows
+from haven.relay.config import Config
+from haven.relay.hub import Hub
+from haven.relay.trim import trim_heap
 
 MIB = 1024 * 1024
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import trio
 
-from relay.cli import build_parser
-from relay.config import load, scalar_fields
-from relay.server import RelayInfo, serve
+from haven.relay.cli import build_parser
+from haven.relay.config import load, scalar_fields
+from haven.relay.server import RelayInfo, serve
 
 
 async def run(argv: list[str], profile: cProfile.Profile) -> None:

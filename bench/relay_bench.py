@@ -7,7 +7,7 @@ Run from the repository root::
     PYTHONPATH=. python -m bench.relay_bench --only closed10 --relays haven \\
         --profile /tmp/haven.prof                            # plus a cProfile of the relay
 
-Each relay runs as its own process (``bench.bare_relay`` and ``relay.cli serve``),
+Each relay runs as its own process (``bench.bare_relay`` and ``python -m haven serve``),
 pinned to one CPU; the load comes from ``bench.generator`` worker processes pinned to
 the other CPU. Everything targets 127.0.0.1 and stops by itself. Workloads (128-byte
 bodies): closed loop at saturation in rooms of 2 and of 10, and a fixed moderate rate
@@ -137,7 +137,7 @@ def start_relay(kind: str, cpu: int | None, profile: Path | None = None) -> Rela
         cmd = [*py, "-m", "bench.bare_relay", "--host", "127.0.0.1", "--port", "0"]
     else:
         cmd = [
-            *py, "-m", "relay.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+            *py, "-m", "haven", "serve", "--host", "127.0.0.1", "--port", "0",
             "--metrics-port", "0", *HAVEN_BENCH_FLAGS,
         ]  # fmt: skip
     # The relay's log (stderr) is discarded unless asked for: nothing is written to disk.

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, codec, codes, frames, noise
-from protocol import messages as m
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, codec, codes, frames, noise
+from haven.protocol import messages as m
 
 # ---------------------------------------------------------------- fixed inputs
 

@@ -12,7 +12,7 @@ from typing import cast
 
 import trio
 
-from protocol.messages import (
+from haven.protocol.messages import (
     Auth,
     Authed,
     CancelHelp,

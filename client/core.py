@@ -21,8 +21,8 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import trio
 
-from protocol.errors import DecodeError
-from protocol.messages import (
+from haven.protocol.errors import DecodeError
+from haven.protocol.messages import (
     ChallengeUpdate,
     Draining,
     Error,
@@ -37,7 +37,7 @@ from protocol.messages import (
     Seat,
     Welcome,
 )
-from protocol.pow import solve
+from haven.protocol.pow import solve
 
 from .errors import (
     ConnectionLost,

@@ -12,7 +12,7 @@ Connection-level failures (``ConnectionLost``, ``RelayClosed``, ``HandshakeFaile
 
 from __future__ import annotations
 
-from protocol.errors import HINTS, ErrorCode, HavenError
+from haven.protocol.errors import HINTS, ErrorCode, HavenError
 
 
 class HavenClientError(Exception):

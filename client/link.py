@@ -23,12 +23,12 @@ import trio
 import trio_websocket
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL
-from protocol.codec import decode_handshake, decode_server, encode
-from protocol.errors import ErrorCode, HavenError, ProtocolError
-from protocol.frames import Transport, pad, unpad
-from protocol.messages import Challenge, Error, Hello, Message, Request, Welcome
-from protocol.noise import MAX_MESSAGE, nk_initiator
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL
+from haven.protocol.codec import decode_handshake, decode_server, encode
+from haven.protocol.errors import ErrorCode, HavenError, ProtocolError
+from haven.protocol.frames import Transport, pad, unpad
+from haven.protocol.messages import Challenge, Error, Hello, Message, Request, Welcome
+from haven.protocol.noise import MAX_MESSAGE, nk_initiator
 
 from .errors import (
     ConnectFailed,

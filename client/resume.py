@@ -21,8 +21,8 @@ from typing import cast
 
 import trio
 
-from protocol.errors import ErrorCode
-from protocol.messages import (
+from haven.protocol.errors import ErrorCode
+from haven.protocol.messages import (
     Auth,
     Duty,
     Error,

@@ -13,7 +13,7 @@ from typing import Protocol, TypeAlias, TypeVar
 
 import trio
 
-from protocol.messages import (
+from haven.protocol.messages import (
     Announce,
     Announcement,
     Approve,

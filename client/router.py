@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-from protocol.messages import (
+from haven.protocol.messages import (
     Announcement,
     ChallengeUpdate,
     CrisisAlert,

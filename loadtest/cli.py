@@ -26,7 +26,7 @@ import trio
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from relay.cli import SUBCOMMANDS
+from haven.relay.cli import SUBCOMMANDS
 
 from . import report as report_mod
 from . import slo as slo_mod
@@ -126,7 +126,7 @@ def moderator_setup(ttl_s: float) -> tuple[bytes, str]:
     try:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        from relay import tokens
+        from haven.relay import tokens
     except ImportError:
         raise CannotRun(
             "pre-moderated rooms need a moderator token, and this relay has no token "

@@ -1,6 +1,6 @@
 """The relay under test, seen from outside: spawn one locally, sample its memory and CPU.
 
-``--spawn`` runs ``python -m relay.cli serve --port 0 --metrics-port 0`` and reads its
+``--spawn`` runs ``python -m haven serve --port 0 --metrics-port 0`` and reads its
 first stdout line (``haven relay ws://HOST:PORT key=KEY``). Memory comes from the
 relay's ``/metrics`` (``process_resident_memory_bytes``) when it exports it, else from
 ``psutil`` on the spawned process; for a relay we did not spawn and that does not
@@ -60,7 +60,7 @@ class SpawnedRelay:
     @classmethod
     async def start(cls, extra_args: list[str], limit_s: float = 30.0) -> SpawnedRelay:
         """Start ``haven serve`` on a free loopback port and wait for its banner."""
-        args = [sys.executable, "-m", "relay.cli", "serve", "--host", "127.0.0.1",
+        args = [sys.executable, "-m", "haven", "serve", "--host", "127.0.0.1",
                 "--port", "0", "--metrics-port", "0", *extra_args]  # fmt: skip
         proc = _popen(args)
         tail: deque[str] = deque(maxlen=40)

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 import trio
 
-from protocol import messages as m
+from haven.protocol import messages as m
 
 from . import report as report_mod
 from . import slo as slo_mod

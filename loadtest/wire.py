@@ -31,9 +31,9 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise, pow
-from protocol import messages as m
-from protocol.errors import ErrorCode, HavenError
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise, pow
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode, HavenError
 
 RECEIVE_SIZE = 65536
 

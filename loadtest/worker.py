@@ -23,8 +23,8 @@ from typing import Any
 
 import trio
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from . import body, histo
 from .accounting import Accountant, Receipt

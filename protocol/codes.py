@@ -53,7 +53,7 @@ import secrets
 from importlib.resources import files
 from typing import Final
 
-from protocol.errors import CodeFormatError
+from haven.protocol.errors import CodeFormatError
 
 __all__ = [
     "PGP_EVEN_WORDS",
@@ -248,7 +248,7 @@ _MAX_SPOKEN_INPUT: Final = 128
 
 
 def _load_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    text = files("protocol").joinpath("data").joinpath("pgp_words.txt").read_text("utf-8")
+    text = (files(__package__ or "haven.protocol") / "data" / "pgp_words.txt").read_text("utf-8")
     even: list[str] = []
     odd: list[str] = []
     for line in text.splitlines():

@@ -18,8 +18,8 @@ message fails authentication.
 
 from __future__ import annotations
 
-from protocol.errors import ErrorCode, FrameError, NoiseError
-from protocol.noise import MAX_MESSAGE, TAGLEN, CipherState
+from haven.protocol.errors import ErrorCode, FrameError, NoiseError
+from haven.protocol.noise import MAX_MESSAGE, TAGLEN, CipherState
 
 __all__ = [
     "BUCKETS",

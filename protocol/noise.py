@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from protocol.errors import ErrorCode, NoiseError
+from haven.protocol.errors import ErrorCode, NoiseError
 
 __all__ = [
     "DHLEN",

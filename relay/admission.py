@@ -39,8 +39,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from protocol import messages as m
-from protocol.errors import HavenError
+from haven.protocol import messages as m
+from haven.protocol.errors import HavenError
 
 from .config import Config
 from .hub import Hub, Peer

@@ -192,7 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from protocol.noise import public_bytes
+    from haven.protocol.noise import public_bytes
 
     key = X25519PrivateKey.generate()
     try:
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_plugins() -> None:
     """Import modules that register more subcommands, if they are installed."""
-    for module in ("relay.tokens_cli", "loadtest.cli"):
+    for module in ("haven.relay.tokens_cli", "haven.loadtest.cli"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:
@@ -243,6 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     # Run the imported module's ``main`` so plugins (``haven token``, ``haven loadtest``)
     # register into the same ``SUBCOMMANDS`` that parses the command line.
-    from relay.cli import main as _main
+    from haven.relay.cli import main as _main
 
     raise SystemExit(_main())

@@ -42,9 +42,9 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from protocol import PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
-from protocol import messages as m
-from protocol.errors import DecodeError, ErrorCode, HavenError, ProtocolError
+from haven.protocol import PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
+from haven.protocol import messages as m
+from haven.protocol.errors import DecodeError, ErrorCode, HavenError, ProtocolError
 
 if TYPE_CHECKING:
     from .hub import Peer

@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from protocol import codes, pow
-from protocol import messages as m
-from protocol.errors import CodeFormatError, ErrorCode, HavenError, RequestError
+from haven.protocol import codes, pow
+from haven.protocol import messages as m
+from haven.protocol.errors import CodeFormatError, ErrorCode, HavenError, RequestError
 
 from .aliases import new_alias
 from .budget import ROOM_BYTES, SEAT_BYTES, MemoryBudget

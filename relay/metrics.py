@@ -42,7 +42,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from protocol.errors import ErrorCode
+from haven.protocol.errors import ErrorCode
 
 from . import __version__, ramonly
 from .http1 import Answer, answer_one

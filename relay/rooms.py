@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from protocol import messages as m
+from haven.protocol import messages as m
 
 from .budget import MemoryBudget
 from .limits import TokenBucket

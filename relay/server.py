@@ -20,9 +20,9 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from prometheus_client import CollectorRegistry
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise
-from protocol import messages as m
-from protocol.errors import ErrorCode, HavenError
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode, HavenError
 
 from . import __version__, flows
 from .admission import Admission

@@ -64,7 +64,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from protocol.errors import ErrorCode, RequestError
+from haven.protocol.errors import ErrorCode, RequestError
 
 PREFIX = "hv1"
 DOMAIN = b"haven-token/1\x00"

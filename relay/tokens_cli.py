@@ -4,7 +4,7 @@
     haven token issue --key operator.key --role staff --queue helpline --ttl 8h
     haven token room-code                        # a fresh code for a link-only room
 
-Importing this module registers the subcommand in ``relay.cli.SUBCOMMANDS``. Nothing
+Importing this module registers the subcommand in ``haven.relay.cli.SUBCOMMANDS``. Nothing
 here talks to a relay: tokens are minted offline and handed to staff out of band.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol import codes
+from haven.protocol import codes
 
 from . import cli, tokens
 from .keys import SIGNING_KEY_HEADER, KeyFileError, read_key_text, write_secret_file

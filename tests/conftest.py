@@ -8,8 +8,8 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from relay.config import Config
-from relay.server import RelayInfo, serve
+from haven.relay.config import Config
+from haven.relay.server import RelayInfo, serve
 
 
 def test_config(**changes: object) -> Config:

@@ -16,8 +16,8 @@ import sys
 
 import trio
 
-import client
-from protocol import messages as m
+from haven import client
+from haven.protocol import messages as m
 
 
 async def main(url: str, relay_key: str, drop: object = None) -> list[bytes]:

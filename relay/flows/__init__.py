@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import messages as m
+from haven.protocol import messages as m
 
 from ..config import Config
 from ..hub import Handler, Hub, Peer

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from ..hub import Hub, Peer, fail
 from ..rooms import Room, Seat

@@ -15,8 +15,8 @@ keeps its seat in the group room.
 
 from __future__ import annotations
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from ..hub import Hub, Peer, fail
 from ..rooms import Room, Seat

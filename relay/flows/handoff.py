@@ -37,9 +37,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from protocol import codes
-from protocol import messages as m
-from protocol.errors import CodeFormatError, ErrorCode
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.protocol.errors import CodeFormatError, ErrorCode
 
 from ..hub import Hub, Peer, fail
 from ..rooms import Room

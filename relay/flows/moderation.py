@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from ..hub import Hub, Peer, fail
 from ..rooms import EVENT_OVERHEAD, PendingEntry, Room, Seat

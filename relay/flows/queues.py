@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from protocol import codes
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from ..budget import TICKET_BYTES
 from ..hub import Hub, Peer, fail

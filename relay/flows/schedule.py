@@ -28,9 +28,9 @@ import math
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from protocol import codes
-from protocol import messages as m
-from protocol.errors import CodeFormatError, ErrorCode
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.protocol.errors import CodeFormatError, ErrorCode
 
 from ..hub import Handler, Hub, Peer, bucket_members, fail
 from ..rooms import Room

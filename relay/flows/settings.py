@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from protocol import codes
-from protocol import messages as m
-from protocol.errors import CodeFormatError
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.protocol.errors import CodeFormatError
 
 from ..config import Config, ConfigError
 from ..tokens import ROLES, Issuer, parse_public_key

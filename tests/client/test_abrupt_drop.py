@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import trio
 
-import client
-from relay.connection import Connection
+from haven import client
+from haven.relay.connection import Connection
 from tests.conftest import start_relay
 
 

@@ -14,8 +14,8 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-import client
-from client.errors import (
+from haven import client
+from haven.client.errors import (
     ConnectFailed,
     ConnectionLost,
     HandshakeFailed,
@@ -23,15 +23,10 @@ from client.errors import (
     ResumeFailed,
     RoomNotFound,
 )
-from protocol.errors import ErrorCode
-from protocol.messages import Deliver, Draining, Presence
-
-server = pytest.importorskip(
-    "relay.server", reason="the relay (relay.server) cannot be imported", exc_type=ImportError
-)
-config_mod = pytest.importorskip(
-    "relay.config", reason="the relay (relay.config) cannot be imported", exc_type=ImportError
-)
+from haven.protocol.errors import ErrorCode
+from haven.protocol.messages import Deliver, Draining, Presence
+from haven.relay import config as config_mod
+from haven.relay import server
 
 SLOW_CONSUMER_CLOSE = 4000 + int(ErrorCode.SLOW_CONSUMER)
 

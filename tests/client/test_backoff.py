@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.backoff import BASE, CAP, backoff_delays
+from haven.client.backoff import BASE, CAP, backoff_delays
 
 
 def test_schedule_shape() -> None:

@@ -13,9 +13,9 @@ import trio.testing
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from prometheus_client import CollectorRegistry
 
-import client
-from client import errors
-from relay.server import RelayInfo, serve
+from haven import client
+from haven.client import errors
+from haven.relay.server import RelayInfo, serve
 from tests.conftest import test_config as relay_config
 
 GRACE = 60.0

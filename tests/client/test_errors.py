@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from client import errors
-from client.errors import (
+from haven.client import errors
+from haven.client.errors import (
     ERROR_CLASSES,
     AuthError,
     ConnectionLost,
@@ -19,7 +19,7 @@ from client.errors import (
     error_class,
     request_error,
 )
-from protocol.errors import HINTS, ErrorCode, HavenError
+from haven.protocol.errors import HINTS, ErrorCode, HavenError
 
 FAMILIES = {1: ProtocolViolation, 2: RoomError, 3: AuthError, 4: LimitError, 5: RelayError}
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.keys import RelayKeyError, format_relay_key, parse_relay_key
+from haven.client.keys import RelayKeyError, format_relay_key, parse_relay_key
 
 RAW = bytes(range(32))
 TEXT = base64.urlsafe_b64encode(RAW).rstrip(b"=").decode()

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.router import Route, RouteKind, Router
-from protocol.messages import (
+from haven.client.router import Route, RouteKind, Router
+from haven.protocol.messages import (
     Announcement,
     Challenge,
     ChallengeUpdate,

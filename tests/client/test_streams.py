@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from client.errors import ConnectionLost
-from client.streams import EventStream, LossyStream
+from haven.client.errors import ConnectionLost
+from haven.client.streams import EventStream, LossyStream
 
 
 async def test_event_stream_delivers_then_ends() -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import client
-from relay import flows, tokens
-from relay.server import RelayInfo
+from haven import client
+from haven.relay import flows, tokens
+from haven.relay.server import RelayInfo
 from tests.conftest import start_relay
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import messages as m
-from relay import flows
-from relay.config import Config
-from relay.hub import Hub, Peer
+from haven.protocol import messages as m
+from haven.relay import flows
+from haven.relay.config import Config
+from haven.relay.hub import Hub, Peer
 
 from .helpers import Operator
 

@@ -11,9 +11,9 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import client
-from client import errors
-from protocol import codes
+from haven import client
+from haven.client import errors
+from haven.protocol import codes
 
 from .helpers import Operator, connect, flows_extra, relay_with
 

@@ -4,7 +4,7 @@ first and the rest lost without a word."""
 
 from __future__ import annotations
 
-from protocol import messages as m
+from haven.protocol import messages as m
 
 from .helpers import Operator
 from .hubkit import Kit

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from relay import flows
-from relay.config import Config, ConfigError, load
-from relay.flows.settings import parse
-from relay.hub import Hub
+from haven.relay import flows
+from haven.relay.config import Config, ConfigError, load
+from haven.relay.flows.settings import parse
+from haven.relay.hub import Hub
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "haven.toml"
 GOOD_KEY = "0Hp6hhqRtaekAdZVGYTExHUD82jxaUViOfm7Tc5wl_I"

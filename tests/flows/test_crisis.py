@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from client import errors
-from protocol import messages as m
+from haven.client import errors
+from haven.protocol import messages as m
 
 from .helpers import Operator, connect, flows_extra, next_event, relay_with
 

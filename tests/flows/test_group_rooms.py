@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import trio
 
-import client
-from client import errors
-from protocol import messages as m
+from haven import client
+from haven.client import errors
+from haven.protocol import messages as m
 
 from .helpers import Operator, connect, flows_extra, next_event, relay_with
 

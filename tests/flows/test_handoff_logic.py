@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from protocol import codes
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from relay.hub import Peer
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.relay.hub import Peer
 
 from .helpers import Operator
 from .hubkit import Kit, error_code

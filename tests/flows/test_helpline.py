@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from client import errors
-from protocol import messages as m
-from protocol.codes import SPOKEN_CODE_TTL_S, parse_spoken_code
+from haven.client import errors
+from haven.protocol import messages as m
+from haven.protocol.codes import SPOKEN_CODE_TTL_S, parse_spoken_code
 
 from .helpers import Operator, connect, flows_extra, next_event, relay_with
 

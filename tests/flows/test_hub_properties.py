@@ -20,11 +20,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from relay import flows
-from relay.hub import Peer
-from relay.rooms import Seat
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.relay import flows
+from haven.relay.hub import Peer
+from haven.relay.rooms import Seat
 
 from .helpers import Operator
 from .hubkit import Kit

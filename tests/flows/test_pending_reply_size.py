@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from protocol import codec
-from protocol import messages as m
+from haven.protocol import codec
+from haven.protocol import messages as m
 
 from .helpers import Operator
 from .hubkit import Kit

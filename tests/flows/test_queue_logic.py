@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from relay import flows
-from relay.hub import Peer
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.relay import flows
+from haven.relay.hub import Peer
 
 from .helpers import Operator
 from .hubkit import Kit, error_code

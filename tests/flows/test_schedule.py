@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import trio
 
-from client import errors
-from protocol import codes
-from protocol import messages as m
-from relay import flows
-from relay.flows.schedule import Recurrence
+from haven.client import errors
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.relay import flows
+from haven.relay.flows.schedule import Recurrence
 
 from .helpers import Operator, anchor, connect, flows_extra, next_event, relay_with
 

@@ -11,9 +11,9 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.codes import is_canonical_room_code
-from protocol.errors import ErrorCode, RequestError
-from relay import cli, tokens
+from haven.protocol.codes import is_canonical_room_code
+from haven.protocol.errors import ErrorCode, RequestError
+from haven.relay import cli, tokens
 
 NOW = 1_700_000_000.0
 

@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import PROLOGUE, codec, frames, noise
-from protocol import messages as m
-from protocol.errors import DecodeError, HavenError
-from protocol.messages import REQUESTS
-from relay import flows
-from relay.config import Config
-from relay.hub import Hub
+from haven.protocol import PROLOGUE, codec, frames, noise
+from haven.protocol import messages as m
+from haven.protocol.errors import DecodeError, HavenError
+from haven.protocol.messages import REQUESTS
+from haven.relay import flows
+from haven.relay.config import Config
+from haven.relay.hub import Hub
 
 EXAMPLES = int(os.environ.get("HAVEN_FUZZ_EXAMPLES", "300"))
 

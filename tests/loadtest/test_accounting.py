@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from loadtest.accounting import Accountant, Counts, Receipt
+from haven.loadtest.accounting import Accountant, Counts, Receipt
 
 
 def room_of(acct: Accountant, members: int, room: str = "R") -> None:

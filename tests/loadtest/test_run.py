@@ -20,13 +20,13 @@ import pytest
 import trio
 from rich.console import Console
 
-from loadtest import body, runner
-from loadtest import cli as lt_cli
-from loadtest.slo import parse
-from loadtest.wire import Connection
-from loadtest.worker import LoadSpec
-from protocol import messages as m
-from relay.server import RelayInfo
+from haven.loadtest import body, runner
+from haven.loadtest import cli as lt_cli
+from haven.loadtest.slo import parse
+from haven.loadtest.wire import Connection
+from haven.loadtest.worker import LoadSpec
+from haven.protocol import messages as m
+from haven.relay.server import RelayInfo
 from tests.conftest import start_relay
 
 REQUIRED = {
@@ -341,7 +341,7 @@ def test_ctrl_c_keeps_a_partial_report(tmp_path: Any) -> None:
 
     report_path, plot_path = tmp_path / "r.json", tmp_path / "r.png"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "loadtest", "--spawn", "--rooms", "4",
+        [sys.executable, "-m", "haven", "loadtest", "--spawn", "--rooms", "4",
          "--members", "2", "--rate", "5", "--duration", "120", "--workers", "2", "--quiet",
          "--slo", PASS, "--json", str(report_path), "--plot", str(plot_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(),
@@ -384,10 +384,10 @@ async def test_throughput_without_ramp_up_is_not_under_reported() -> None:
     """Regression: with --ramp-up 0 the connect phase ate into the nominal duration, and
     messages/s came out 8-11 % below what was offered and achieved. Here sending starts
     1 s after connecting began, and 90 messages go out in the 9 s of a 10 s run."""
-    from loadtest import histo
-    from loadtest import report as report_mod
-    from loadtest.accounting import Counts
-    from loadtest.worker import LoadSpec, WorkerResult
+    from haven.loadtest import histo
+    from haven.loadtest import report as report_mod
+    from haven.loadtest.accounting import Counts
+    from haven.loadtest.worker import LoadSpec, WorkerResult
 
     spec = LoadSpec(url="ws://127.0.0.1:1/", key=b"\0" * 32, rooms=1, members=2, rate=5.0,
                     duration=10.0, ramp_up=0.0)  # fmt: skip
@@ -398,7 +398,7 @@ async def test_throughput_without_ramp_up_is_not_under_reported() -> None:
         members=2, connections=2,
     )  # fmt: skip
 
-    from loadtest.relayproc import RelaySampler
+    from haven.loadtest.relayproc import RelaySampler
 
     rep = report_mod.build(spec, [result], {"workers": [], "total_mean_percent": 0.0},
                            RelaySampler(None, None), 11.0, "fixed")  # fmt: skip
@@ -422,7 +422,7 @@ def test_ctrl_c_at_any_moment_ends_cleanly(after: float) -> None:
     from tests.relay.test_cli import REPO, child_env
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "loadtest", "--spawn", "--rooms", "2",
+        [sys.executable, "-m", "haven", "loadtest", "--spawn", "--rooms", "2",
          "--members", "2", "--rate", "1", "--duration", "120", "--workers", "2", "--quiet",
          "--slo", PASS],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(),

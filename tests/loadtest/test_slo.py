@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from loadtest import slo
+from haven.loadtest import slo
 
 
 def report(**changes: Any) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
-from protocol import messages as m
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
+from haven.protocol import messages as m
 
 #: Forged proxy headers: a relay that read any of them would leak these addresses.
 FORGED_ADDRESSES = ("203.0.113.7", "198.51.100.23", "192.0.2.60", "198.51.100.99")

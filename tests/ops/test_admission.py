@@ -8,13 +8,13 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-import client
-from protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise, pow
-from protocol import messages as m
-from protocol.errors import ErrorCode, HavenError
-from relay.admission import Admission, difficulty_for
-from relay.config import Config
-from relay.hub import Hub, Peer
+from haven import client
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise, pow
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode, HavenError
+from haven.relay.admission import Admission, difficulty_for
+from haven.relay.config import Config
+from haven.relay.hub import Hub, Peer
 from tests.conftest import start_relay
 
 from .helpers import connect, open_ws, port_of, scrape

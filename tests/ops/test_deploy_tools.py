@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import client
+from haven import client
 from tests.conftest import start_relay
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import trio
 
-from protocol import messages as m
+from haven.protocol import messages as m
 from tests.conftest import start_relay
 
 from .helpers import TIMEOUT, connect, http_get, port_of

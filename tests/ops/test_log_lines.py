@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-from relay import logs
+from haven.relay import logs
 from tests.relay.test_cli import REPO, child_env
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -19,7 +19,7 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 def test_json_mode_every_line_is_json_with_precise_times() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "serve", "--port", "0", "--metrics-port", "0",
+        [sys.executable, "-m", "haven", "serve", "--port", "0", "--metrics-port", "0",
          "--log-format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=REPO,
     )  # fmt: skip

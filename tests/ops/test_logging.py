@@ -25,10 +25,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, codec, codes, frames, noise
-from protocol import messages as m
-from relay import logs
-from relay.server import RelayInfo
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, codec, codes, frames, noise
+from haven.protocol import messages as m
+from haven.relay import logs
+from haven.relay.server import RelayInfo
 from tests.conftest import start_relay
 
 from .helpers import FORGED_ADDRESSES, RawClient, connect, open_ws, port_of, scrape

@@ -15,8 +15,8 @@ import sys
 import psutil
 import trio
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 from tests.relay.test_cli import BANNER, child_env
 from tests.relay.wire import WireClient, req
 
@@ -54,7 +54,7 @@ async def _attack(port: int, key: bytes, refusals: list[int]) -> None:
 async def test_hostile_clients_stay_within_the_budget() -> None:
     # A plain Popen: spawning does not block, and psutil needs the child's pid.
     proc = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-m", "relay.cli", "serve", "--port", "0", "--metrics-port", "none",
+        [sys.executable, "-m", "haven", "serve", "--port", "0", "--metrics-port", "none",
          "--memory-budget-bytes", str(BUDGET), "--rate-per-s", "10000", "--rate-burst",
          "10000", "--room-burst-bytes", str(MIB), "--resume-buffer-bytes", str(2 * MIB),
          "--pow-min-difficulty", "0", "--pow-max-difficulty", "0", "--log-level", "ERROR"],

@@ -13,10 +13,10 @@ import re
 
 import trio
 
-from protocol import messages as m
-from relay import __version__ as relay_version
-from relay.metrics import CLOSE_CODES, HANDSHAKE_REASONS, LIMIT_REASONS, SERIES
-from relay.server import RelayInfo
+from haven.protocol import messages as m
+from haven.relay import __version__ as relay_version
+from haven.relay.metrics import CLOSE_CODES, HANDSHAKE_REASONS, LIMIT_REASONS, SERIES
+from haven.relay.server import RelayInfo
 from tests.conftest import start_relay
 
 from .helpers import FORGED_ADDRESSES, RawClient, connect, http_get, port_of, scrape
@@ -125,7 +125,7 @@ async def test_series_are_the_same_for_one_room_and_a_thousand(
         "ok", "failed", "direct", "group", "helpline", "youth",
         *HANDSHAKE_REASONS, *LIMIT_REASONS,
     }  # fmt: skip
-    from protocol.errors import ErrorCode
+    from haven.protocol.errors import ErrorCode
 
     allowed |= {c.name for c in ErrorCode}
     allowed |= set(CLOSE_CODES) | set(info.relay.hub.rooms_closed)

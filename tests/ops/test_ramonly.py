@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import Config, ConfigError, load
-from relay.ramonly import is_write_open
+from haven.relay.config import Config, ConfigError, load
+from haven.relay.ramonly import is_write_open
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -32,11 +32,11 @@ ENFORCE_SCRIPT = textwrap.dedent(
     """
     import io, json, os, resource, sys
     import trio
-    import client
+    from haven import client
     from prometheus_client import CollectorRegistry
-    from relay import logs, ramonly
-    from relay.config import Config
-    from relay.server import serve
+    from haven.relay import logs, ramonly
+    from haven.relay.config import Config
+    from haven.relay.server import serve
     from tests.ops.helpers import scrape
 
     target_dir, secret_name, readable = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -109,7 +109,7 @@ NO_MLOCK_SCRIPT = textwrap.dedent(
         data[0].permitted &= ~(1 << CAP_IPC_LOCK)
         assert libc.capset(ctypes.byref(header), data) == 0
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (65536, 65536))
-    from relay.cli import main
+    from haven.relay.cli import main
     sys.exit(main(["serve", "--port", "0", "--metrics-port", "0", "--mlock"]))
     """
 )
@@ -166,7 +166,7 @@ def test_mlock_when_permitted_locks_memory_and_serves() -> None:
     if os.geteuid() != 0 and soft != resource.RLIM_INFINITY:
         pytest.skip("needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "serve", "--port", "0", "--metrics-port", "0",
+        [sys.executable, "-m", "haven", "serve", "--port", "0", "--metrics-port", "0",
          "--mlock"],
         env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -200,7 +200,7 @@ def test_mlock_setting_from_flag_env_and_toml(tmp_path: Path) -> None:
     assert load({}, env={}, config_file=toml).mlock is True
     with pytest.raises(ConfigError, match="mlock"):
         load({}, env={"HAVEN_MLOCK": "maybe"})
-    from relay.cli import build_parser
+    from haven.relay.cli import build_parser
 
     args = build_parser().parse_args(["serve", "--mlock"])
     assert args.mlock is True

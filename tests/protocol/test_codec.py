@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import codec
-from protocol import messages as m
-from protocol.errors import DecodeError, ErrorCode
+from haven.protocol import codec
+from haven.protocol import messages as m
+from haven.protocol.errors import DecodeError, ErrorCode
 
 ALL = {**m.REQUESTS, **m.SERVER_MESSAGES, **m.HANDSHAKE}
 
@@ -199,8 +199,9 @@ def test_protocol_sources_import_no_io(path: Path) -> None:
 
 def test_importing_protocol_does_not_import_trio() -> None:
     code = (
-        "import sys, protocol, protocol.codec, protocol.noise, protocol.frames, "
-        "protocol.codes, protocol.pow, protocol.messages, protocol.errors\n"
+        "import sys, haven.protocol, haven.protocol.codec, haven.protocol.noise, "
+        "haven.protocol.frames, haven.protocol.codes, haven.protocol.pow, "
+        "haven.protocol.messages, haven.protocol.errors\n"
         "bad = {'trio', 'socket', 'logging', 'asyncio'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

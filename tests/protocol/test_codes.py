@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import codes
-from protocol.codes import (
+from haven.protocol import codes
+from haven.protocol.codes import (
     PGP_EVEN_WORDS,
     PGP_ODD_WORDS,
     ROOM_CODE_ALPHABET,
@@ -29,7 +29,7 @@ from protocol.codes import (
     room_code_from_bytes,
     room_code_to_bytes,
 )
-from protocol.errors import CodeFormatError, ErrorCode
+from haven.protocol.errors import CodeFormatError, ErrorCode
 
 SAMPLE = [new_room_code() for _ in range(50)]
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from relay.config import Config, scalar_fields
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.relay.config import Config, scalar_fields
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PROTOCOL = (DOCS / "protocol.md").read_text("utf-8")
@@ -189,7 +189,7 @@ def test_placeholders_for_merged_sections_exist() -> None:
 
 
 def test_command_line_help_says_what_the_settings_table_says() -> None:
-    from relay.settings_help import SETTINGS_HELP, plain
+    from haven.relay.settings_help import SETTINGS_HELP, plain
 
     rows = setting_rows()
     assert set(SETTINGS_HELP) == set(rows) == {f.name for f in scalar_fields()}

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import ErrorCode, FrameError, NoiseError, ProtocolError
-from protocol.frames import (
+from haven.protocol.errors import ErrorCode, FrameError, NoiseError, ProtocolError
+from haven.protocol.frames import (
     BUCKETS,
     MAX_ENVELOPE,
     WIRE_SIZES,
@@ -16,7 +16,7 @@ from protocol.frames import (
     pad,
     unpad,
 )
-from protocol.noise import (
+from haven.protocol.noise import (
     MAX_NONCE,
     CipherState,
     load_private,

@@ -7,9 +7,9 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import noise
-from protocol.errors import ErrorCode, NoiseError, ProtocolError
-from protocol.noise import (
+from haven.protocol import noise
+from haven.protocol.errors import ErrorCode, NoiseError, ProtocolError
+from haven.protocol.noise import (
     MAX_MESSAGE,
     MAX_NONCE,
     PATTERNS,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from protocol.noise import HandshakeState, load_private, parse_protocol_name, public_bytes
+from haven.protocol.noise import HandshakeState, load_private, parse_protocol_name, public_bytes
 
 VECTORS_FILE = (
     Path(__file__).parent / "vectors" / "noise" / "cacophony_25519_ChaChaPoly_SHA256.json"

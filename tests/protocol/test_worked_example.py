@@ -21,11 +21,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from bench import worked_example as wx
-from protocol import PROLOGUE, codec, frames, noise
-from protocol import messages as m
-from protocol.errors import FrameError
-from relay.config import Config
-from relay.server import Relay
+from haven.protocol import PROLOGUE, codec, frames, noise
+from haven.protocol import messages as m
+from haven.protocol.errors import FrameError
+from haven.relay.config import Config
+from haven.relay.server import Relay
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 BEGIN = "<!-- worked-example:begin -->"

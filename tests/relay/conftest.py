@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import trio
 
-from protocol import messages as m
-from relay.server import RelayInfo
+from haven.protocol import messages as m
+from haven.relay.server import RelayInfo
 from tests.conftest import start_relay
 
 from .wire import RawSocket, WireClient, port_of

@@ -28,12 +28,12 @@ import trio
 import trio.testing
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from protocol import codec, codes
-from protocol import messages as m
-from protocol.noise import public_bytes
-from relay import logs
-from relay.config import Config
-from relay.server import RelayInfo, serve
+from haven.protocol import codec, codes
+from haven.protocol import messages as m
+from haven.protocol.noise import public_bytes
+from haven.relay import logs
+from haven.relay.config import Config
+from haven.relay.server import RelayInfo, serve
 from tests.relay.wire import Closed, RawSocket, WireClient, port_of, req
 
 CLIENT_HOST = "127.0.0.2"

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol import codes
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from relay import tokens
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.relay import tokens
 
 from .conftest import Harness
 
@@ -107,8 +107,8 @@ async def test_handoff_code_locks_after_five_wrong_guesses_of_any_number(
     nursery: Any,
 ) -> None:
     """Item 11: guesses spread over the 99 number parts still lock the code after 5."""
-    import client
-    from client import errors
+    from haven import client
+    from haven.client import errors
     from tests.conftest import start_relay
 
     info = await start_relay(nursery, extra=extra())

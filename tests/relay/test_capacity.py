@@ -10,8 +10,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from .conftest import Harness
 from .wire import req

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from protocol import messages as m
-from relay.config import Config, ConfigError, load
+from haven.protocol import messages as m
+from haven.relay.config import Config, ConfigError, load
 
 from .wire import WireClient
 
@@ -42,7 +42,7 @@ def b64decode(text: str) -> bytes:
 
 
 class Relay:
-    """A ``python -m relay.cli serve`` child process and its banner."""
+    """A ``python -m haven serve`` child process and its banner."""
 
     def __init__(self, proc: trio.Process) -> None:
         self.proc = proc
@@ -75,7 +75,7 @@ async def read_first_line(stream: trio.abc.ReceiveStream) -> str:
 async def run_serve(nursery: trio.Nursery, *args: str, env: dict[str, str] | None = None
                     ) -> Relay:
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "relay.cli", "serve", *args],
+        [sys.executable, "-m", "haven", "serve", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or child_env(), cwd=REPO,
     )
     relay = Relay(proc)
@@ -137,7 +137,7 @@ async def test_serve_with_clients_connected_drains_and_exits_0() -> None:
 
 async def test_keygen_then_serve_with_that_key(tmp_path: Path) -> None:
     key_file = tmp_path / "relay.key"
-    cmd = [sys.executable, "-m", "relay.cli", "keygen", "--out", str(key_file)]
+    cmd = [sys.executable, "-m", "haven", "keygen", "--out", str(key_file)]
     first = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True,
                                    env=child_env(), cwd=REPO)
     public = first.stdout.decode().strip()
@@ -186,7 +186,7 @@ async def test_serve_settings_flags_over_env_over_toml(tmp_path: Path) -> None:
 
 def test_serve_refuses_bad_settings() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "serve", "--port", "0", "--max-rooms", "lots"],
+        [sys.executable, "-m", "haven", "serve", "--port", "0", "--max-rooms", "lots"],
         capture_output=True, env=child_env(), cwd=REPO, timeout=HANG_GUARD, check=False,
     )
     assert done.returncode == 2

@@ -11,15 +11,15 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.errors import ErrorCode, RequestError
-from relay import tokens
+from haven.protocol.errors import ErrorCode, RequestError
+from haven.relay import tokens
 
 from .test_cli import HANG_GUARD, REPO, child_env, run_serve, stop
 
 
 def haven(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *args],
+        [sys.executable, "-m", "haven", *args],
         capture_output=True, env=child_env(), cwd=REPO, timeout=HANG_GUARD, check=False,
     )  # fmt: skip
 

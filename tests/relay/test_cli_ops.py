@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import ConfigError, load
+from haven.relay.config import ConfigError, load
 
 from .test_cli import REPO, child_env
 
 
 def haven(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "haven", *args], capture_output=True, text=True,
         env=child_env(), cwd=REPO, timeout=60,
     )  # fmt: skip
 

@@ -6,8 +6,8 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from protocol import messages as m
-from relay.server import RelayInfo, serve
+from haven.protocol import messages as m
+from haven.relay.server import RelayInfo, serve
 from tests.conftest import test_config as relay_config
 
 from .wire import Closed, WireClient, port_of

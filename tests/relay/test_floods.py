@@ -11,11 +11,11 @@ from __future__ import annotations
 import trio
 from wsproto.frame_protocol import Opcode
 
-from protocol import codec
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from relay.connection import MAX_FRAGMENTS
-from relay.hub import MAX_STRIKES
+from haven.protocol import codec
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.relay.connection import MAX_FRAGMENTS
+from haven.relay.hub import MAX_STRIKES
 
 from .conftest import Harness
 from .test_hostile import setup

@@ -15,10 +15,10 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from protocol import codec
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from protocol.noise import public_bytes
+from haven.protocol import codec
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.protocol.noise import public_bytes
 
 from .conftest import Harness
 from .wire import Closed, WireClient, req

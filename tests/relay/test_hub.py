@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
-from relay.config import Config
-from relay.hub import Hub, Peer
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
+from haven.relay.config import Config
+from haven.relay.hub import Hub, Peer
 
 
 class Member:

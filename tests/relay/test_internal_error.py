@@ -9,10 +9,10 @@ import pytest
 import trio
 import trio.testing
 
-import client
-from client import errors
-from protocol import messages as m
-from relay.connection import Connection
+from haven import client
+from haven.client import errors
+from haven.protocol import messages as m
+from haven.relay.connection import Connection
 from tests.conftest import start_relay
 
 from .conftest import Harness

@@ -11,9 +11,9 @@ import math
 import pytest
 import trio
 
-from protocol import codes
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import codes
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from .conftest import Harness
 from .wire import Closed, WireClient

@@ -14,8 +14,8 @@ from typing import Any
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol import messages as m
-from relay import tokens
+from haven.protocol import messages as m
+from haven.relay import tokens
 from tests.flows.helpers import anchor
 
 from .conftest import Harness

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from protocol import messages as m
+from haven.protocol import messages as m
 
 from .conftest import Harness
 from .wire import WireClient, req

@@ -17,9 +17,9 @@ import trio
 import trio.testing
 from wsproto.events import BytesMessage, CloseConnection
 
-from protocol import codec
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import codec
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from .conftest import Harness
 from .wire import WireClient, req

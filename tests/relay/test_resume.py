@@ -14,8 +14,8 @@ import random
 import trio
 import trio.testing
 
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 from .conftest import Harness
 from .wire import WireClient, req

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from protocol import messages as m
+from haven.protocol import messages as m
 
 from .conftest import Harness
 from .wire import req

@@ -6,9 +6,9 @@ import pytest
 import trio
 import trio.testing
 
-import relay.server
-from protocol import messages as m
-from relay.trim import trim_heap
+from haven.protocol import messages as m
+from haven.relay import server as relay_server
+from haven.relay.trim import trim_heap
 
 from .conftest import Harness
 from .wire import req
@@ -30,8 +30,8 @@ async def test_mass_expiry_trims_once(
         calls.append(trim_heap())
         return calls[-1]
 
-    monkeypatch.setattr(relay.server, "trim_heap", spy)
-    monkeypatch.setattr(relay.server, "TRIM_AFTER_ROOMS", 5)
+    monkeypatch.setattr(relay_server, "trim_heap", spy)
+    monkeypatch.setattr(relay_server, "TRIM_AFTER_ROOMS", 5)
     await harness.start(room_idle_ttl=30)
     client = await harness.client()
     for _ in range(8):

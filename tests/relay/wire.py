@@ -38,9 +38,9 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError
 
-from protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
-from protocol import messages as m
-from protocol.errors import ErrorCode
+from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
+from haven.protocol import messages as m
+from haven.protocol.errors import ErrorCode
 
 #: Default bound (Trio clock seconds) on any single wait for the relay.
 TIMEOUT = 30.0

@@ -48,7 +48,7 @@ def demo_relay(
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "serve", "--demo", "--port", "0",
+        [sys.executable, "-m", "haven", "serve", "--demo", "--port", "0",
          "--pages-port", "0", "--metrics-port", "none", "--pages-dir", str(pages_dir),
          "--quick-exit-url", quick_exit_url, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO,

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import trio
 
-import client
-from client.keys import parse_relay_key
+from haven import client
+from haven.client.keys import parse_relay_key
 
 T = TypeVar("T")
 GUARD = 60.0  #: seconds a wait may take before the test fails (a hang guard, not a timing)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import trio
 
-import client
-from client import errors
-from relay import demo
+from haven import client
+from haven.client import errors
+from haven.relay import demo
 from tests.relay.test_cli import BANNER, HANG_GUARD, Relay, b64decode, child_env, stop
 
 from .test_pages_server import get, request
@@ -40,7 +40,7 @@ async def test_demo_prints_pages_and_tokens_that_work(
 ) -> None:
     (tmp_path / "visitor.html").write_text("<!doctype html><title>Visitor</title>")
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "relay.cli", "serve", "--demo", "--port", "0",
+        [sys.executable, "-m", "haven", "serve", "--demo", "--port", "0",
          "--pages-port", "0", "--metrics-port", "none", "--pages-dir", str(tmp_path),
          "--quick-exit-url", "http://127.0.0.1:9/exit"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=REPO,
@@ -109,8 +109,8 @@ async def test_demo_prints_pages_and_tokens_that_work(
 
 def test_demo_build_is_a_valid_flow_configuration() -> None:
     """Whatever the time of day, the flows accept the demo tables (windows past midnight)."""
-    from relay.config import Config
-    from relay.flows import settings
+    from haven.relay.config import Config
+    from haven.relay.flows import settings
 
     for hour in range(24):
         built = demo.build(1_800_000_000.0 + hour * 3600)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.pages import security_headers
+from haven.relay.pages import security_headers
 from tests.ops.test_deploy_tools import free_port, make_cert, run, tool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

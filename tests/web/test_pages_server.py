@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from relay.server import RelayInfo, b64url
+from haven.relay.server import RelayInfo, b64url
 from tests.conftest import start_relay
 
 HEADERS = {
@@ -157,7 +157,7 @@ async def test_pages_off_by_default(nursery: trio.Nursery) -> None:
 
 
 def test_pages_settings_are_checked() -> None:
-    from relay.config import ConfigError, load
+    from haven.relay.config import ConfigError, load
 
     with pytest.raises(ConfigError, match="pages_dir"):
         load({"pages_port": 0}, env={})

@@ -30,6 +30,7 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
@@ -38,8 +39,15 @@ from urllib.parse import urlsplit
 import msgpack
 from hdrh.histogram import HdrHistogram
 
-from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise, pow
+from haven.protocol import SUBPROTOCOL, codec, pow
 from haven.protocol import messages as m
+from haven.protocol.session import (
+    ClientSession,
+    FrameRejected,
+    ReplyReceived,
+    Undecodable,
+    Welcomed,
+)
 
 #: Body layout: send time (ns), sender id, sender's message counter; zero-padded.
 BODY_HEAD = struct.Struct("<QII")
@@ -86,8 +94,8 @@ class Client:
         "pending",
         "room",
         "sent",
+        "session",
         "sock",
-        "transport",
     )
 
     def __init__(self, sock: socket.socket, gid: int, room: int) -> None:
@@ -97,9 +105,9 @@ class Client:
         self.buf = b""
         self.mask = os.urandom(4)
         self.mask_ints: dict[int, int] = {}
-        self.transport: frames.Transport | None = None
+        #: Haven only: the session (handshake, ids, sealing); ``None`` for the bare relay.
+        self.session: ClientSession | None = None
         self.code = ""  #: Haven room code
-        self.next_id = 1
         self.sent = 0
         self.pending: deque[bytes] = deque()
 
@@ -174,20 +182,20 @@ class Client:
 
     # ---------------------------------------------------------------- Haven
 
-    def request(self, msg: m.Message) -> None:
-        """Blocking: send one Haven request."""
-        assert self.transport is not None
-        self.sock.sendall(self.frame(self.transport.seal(codec.encode(msg))))
-
-    def reply(self, request_id: int) -> m.Message:
-        """Blocking: the reply to ``request_id``, skipping events (setup only)."""
-        assert self.transport is not None
+    def exchange(self, build: Callable[[int], m.Request]) -> m.Reply:
+        """Blocking: send one Haven request and return its reply (setup only)."""
+        session = self.session
+        assert session is not None
+        request = build(session.take_id())
+        self.sock.sendall(self.frame(session.send(request)))
         while True:
-            msg = codec.decode_server(self.transport.open(self.next_payload()))
-            if getattr(msg, "id", None) == request_id:
-                if isinstance(msg, m.Error):
-                    raise BenchError(f"relay refused request: {msg}")
-                return msg
+            event = session.receive(self.next_payload())
+            if isinstance(event, ReplyReceived) and event.reply.id == request.id:
+                if isinstance(event.reply, m.Error):
+                    raise BenchError(f"relay refused request: {event.reply}")
+                return event.reply
+            if isinstance(event, FrameRejected | Undecodable):
+                raise BenchError(f"bad frame during setup: {event}")
 
 
 def _upgrade(url: str, path: str, subprotocol: str | None) -> socket.socket:
@@ -238,20 +246,13 @@ def connect_haven(spec: WorkerSpec, room: int, gid: int) -> Client:
     assert spec.relay_key is not None
     sock = _upgrade(spec.url, "/", SUBPROTOCOL)
     client = Client(sock, gid, room)
-    hs = noise.nk_initiator(spec.relay_key, PROLOGUE)
-    hello = frames.pad(codec.encode(m.Hello(versions=(PROTOCOL_VERSION,))))
-    sock.sendall(client.frame(hs.write_message(hello)))
-    welcome = codec.decode_handshake(frames.unpad(hs.read_message(client.next_payload())))
-    if not isinstance(welcome, m.Welcome):
-        raise BenchError(f"handshake refused: {welcome}")
-    send, recv = hs.split()
-    client.transport = frames.Transport(send, recv)
-    # Keep the challenge for create_room (difficulty is 0 unless admission control is on).
-    _CHALLENGES[gid] = (welcome.challenge.seed, welcome.challenge.difficulty)
+    session = ClientSession(spec.relay_key)
+    sock.sendall(client.frame(session.start()))
+    event = session.receive(client.next_payload())
+    if not isinstance(event, Welcomed):
+        raise BenchError(f"handshake refused: {event}")
+    client.session = session
     return client
-
-
-_CHALLENGES: dict[int, tuple[bytes, int]] = {}
 
 
 def setup_room(spec: WorkerSpec, room: int, first_gid: int) -> list[Client]:
@@ -260,25 +261,26 @@ def setup_room(spec: WorkerSpec, room: int, first_gid: int) -> list[Client]:
     if spec.kind == "bare":
         return [connect_bare(spec, room, first_gid + i) for i in range(spec.room_size)]
     creator = connect_haven(spec, room, first_gid)
-    seed, difficulty = _CHALLENGES.pop(first_gid)
-    nonce = pow.solve(seed, 1, difficulty) if difficulty else None
-    if spec.room_size == 2:
-        create = m.CreateRoom(id=1, kind="direct", pow=nonce)
-    else:
-        create = m.CreateRoom(id=1, kind="group", max_members=spec.room_size, pow=nonce)
-    creator.request(create)
-    joined = creator.reply(1)
+    assert creator.session is not None
+    challenge = creator.session.challenge
+    assert challenge is not None
+    # The difficulty is 0 unless admission control is on.
+    seed, difficulty = challenge.seed, challenge.difficulty
+
+    def create(i: int) -> m.CreateRoom:
+        nonce = pow.solve(seed, i, difficulty) if difficulty else None
+        if spec.room_size == 2:
+            return m.CreateRoom(id=i, kind="direct", pow=nonce)
+        return m.CreateRoom(id=i, kind="group", max_members=spec.room_size, pow=nonce)
+
+    joined = creator.exchange(create)
     assert isinstance(joined, m.Joined)
     creator.code = joined.seat.room
-    creator.next_id = 2
     members.append(creator)
     for i in range(1, spec.room_size):
         member = connect_haven(spec, room, first_gid + i)
-        _CHALLENGES.pop(first_gid + i)
-        member.request(m.Join(id=1, room=creator.code))
-        member.reply(1)
+        member.exchange(lambda rid: m.Join(id=rid, room=creator.code))
         member.code = creator.code
-        member.next_id = 2
         members.append(member)
     return members
 
@@ -323,23 +325,23 @@ class Run:
             self.sent += 1
         if self.room_size > 1:
             self.remaining[(client.gid << 32) | client.sent] = self.room_size - 1
-        transport = client.transport
-        if transport is None:
+        session = client.session
+        if session is None:
             return client.frame(body)
-        rid = client.next_id
-        client.next_id = rid + 1
+        rid = session.take_id()
         envelope = self.pack({"t": "send", "id": rid, "room": client.code, "body": body})
-        return client.frame(transport.seal(envelope))
+        return client.frame(session.seal_envelope(envelope))
 
     def bodies(self, client: Client, data: bytes) -> list[bytes]:
         """Delivered bodies among the frames in ``data`` (decrypting for Haven)."""
         payloads = client.feed(data)
-        transport = client.transport
-        if transport is None:
+        session = client.session
+        if session is None:
             return payloads
         out = []
+        open_envelope = session.open_envelope
         for wire in payloads:
-            env = msgpack.unpackb(transport.open(wire), raw=False)
+            env = msgpack.unpackb(open_envelope(wire), raw=False)
             t = env.get("t")
             if t == "deliver":
                 out.append(env["body"])

@@ -161,15 +161,13 @@ class ConnectionCore:
             if challenge.difficulty <= SYNC_POW_MAX:
                 rid = link.take_id()
                 return rid, solve(challenge.seed, rid, challenge.difficulty)
-            rid = link.next_id + POW_ID_GAP
+            rid = link.session.reserve_id(POW_ID_GAP)
             nonce = await trio.to_thread.run_sync(
                 solve, challenge.seed, rid, challenge.difficulty, abandon_on_cancel=True
             )
             now = link.challenge
-            if link.next_id <= rid and now.seed == challenge.seed and (
-                now.difficulty <= challenge.difficulty
-            ):
-                link.next_id = rid + 1
+            same = now.seed == challenge.seed and now.difficulty <= challenge.difficulty
+            if same and link.session.claim(rid):
                 return rid, nonce
 
     async def _submit(self, link: Link, msg: Request) -> Pending:
@@ -280,10 +278,8 @@ class ConnectionCore:
         self._events.put(cast(ConnEvent, msg))
 
     def _on_conn_event(self, link: Link, msg: Message) -> None:
-        if isinstance(msg, ChallengeUpdate):
-            link.challenge = msg.challenge
-        elif isinstance(msg, Draining):
-            link.retry_after = float(msg.retry_after)
+        # The session has already taken in a new challenge and draining's retry_after.
+        if isinstance(msg, Draining):
             # Leave at once rather than wait to be closed: the relay's drain ends as soon
             # as its clients have gone, and the supervisor reconnects after
             # ``retry_after`` (with jitter and backoff) and resumes where it can.

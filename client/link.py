@@ -23,12 +23,22 @@ import trio
 import trio_websocket
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 
-from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL
-from haven.protocol.codec import decode_handshake, decode_server, encode
-from haven.protocol.errors import ErrorCode, HavenError, ProtocolError
-from haven.protocol.frames import Transport, pad, unpad
-from haven.protocol.messages import Challenge, Error, Hello, Message, Request, Welcome
-from haven.protocol.noise import MAX_MESSAGE, nk_initiator
+from haven.protocol import SUBPROTOCOL
+from haven.protocol.errors import HavenError
+from haven.protocol.messages import Challenge, Message, Request, Welcome
+from haven.protocol.noise import MAX_MESSAGE
+from haven.protocol.session import (
+    KEY_ERRORS,
+    PLAIN_CLOSES,
+    ClientSession,
+    FrameRejected,
+    HandshakeRejected,
+    Refused,
+    ReplyReceived,
+    SessionStateError,
+    Undecodable,
+    Welcomed,
+)
 
 from .errors import (
     ConnectFailed,
@@ -42,10 +52,6 @@ from .errors import (
 MESSAGE_QUEUE = 16
 #: Seconds allowed for a closing handshake before the socket is simply dropped.
 CLOSE_TIMEOUT = 2.0
-#: Close codes that carry no typed meaning: the peer vanished or closed plainly.
-_PLAIN_CLOSES = frozenset({1000, 1005, 1006})
-#: Handshake-time close codes that mean "wrong key", not "try again".
-_KEY_ERRORS = frozenset({ErrorCode.HANDSHAKE_FAILED, ErrorCode.BAD_KEY})
 
 
 class Pending:
@@ -64,7 +70,7 @@ class Pending:
 
 def close_error(code: int | None, reason: str | None) -> ConnectionLost:
     """The exception describing a WebSocket close with ``code``."""
-    if code is None or code in _PLAIN_CLOSES:
+    if code is None or code in PLAIN_CLOSES:
         return ConnectionLost(reason or "connection lost", close_code=code)
     return RelayClosed(code, reason or "")
 
@@ -74,20 +80,19 @@ def _from_reason(reason: CloseReason | None) -> ConnectionLost:
 
 
 class Link:
-    """A connected, handshaken WebSocket: the unit that drops and is replaced on resume."""
+    """A connected, handshaken WebSocket: the unit that drops and is replaced on resume.
 
-    def __init__(self, ws: WebSocketConnection, transport: Transport, welcome: Welcome) -> None:
+    A Trio shell over ``ClientSession``, which owns the crypto, the request ids, the
+    challenge in force and what ``draining`` asked for.
+    """
+
+    def __init__(self, ws: WebSocketConnection, session: ClientSession, welcome: Welcome) -> None:
         self.ws = ws
-        self.transport = transport
+        self.session = session
         self.welcome = welcome
-        #: The current proof-of-work challenge (``welcome``'s, then ``challenge`` events).
-        self.challenge: Challenge = welcome.challenge
         self.pending: dict[int, Pending] = {}
-        self.next_id = 1
         #: Serialises proof-of-work solving so at most one request id is reserved at once.
         self.pow_lock = trio.Lock()
-        #: Seconds the relay asked us to wait before reconnecting (``draining``).
-        self.retry_after = 0.0
         #: Set once the link is unusable (closed, failed, or a frame was cut).
         self.broken = False
         #: Set by the reader when it stops: the connection then handles the drop.
@@ -99,9 +104,19 @@ class Link:
 
     def take_id(self) -> int:
         """The next request id (strictly increasing on this link)."""
-        rid = self.next_id
-        self.next_id = rid + 1
-        return rid
+        return self.session.take_id()
+
+    @property
+    def challenge(self) -> Challenge:
+        """The current proof-of-work challenge (``welcome``'s, then ``challenge`` events)."""
+        challenge = self.session.challenge
+        assert challenge is not None
+        return challenge
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds the relay asked us to wait before reconnecting (``draining``)."""
+        return self.session.retry_after
 
     # ------------------------------------------------------------------- send
 
@@ -111,9 +126,11 @@ class Link:
             raise self.lost()
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            frame = self.transport.seal(encode(msg))
+            frame = self.session.send(msg)
         except HavenError as exc:  # too large: refused before the nonce was used
             raise request_error(exc.code, exc.message) from None
+        except SessionStateError:
+            raise self.lost() from None
         try:
             await self.ws.send_message(frame)
         except ConnectionClosed as exc:
@@ -138,16 +155,16 @@ class Link:
         except ConnectionClosed as exc:
             self._closed(exc)
             raise self.lost() from None
-        if isinstance(data, str):
-            self.fail(ConnectionLost("the relay sent a text message"), code=1003)
+        event = self.session.receive(data, trio.current_time())
+        if isinstance(event, ReplyReceived):
+            return event.reply
+        if isinstance(event, FrameRejected):
+            self.fail(ConnectionLost(event.reason), code=event.close_code)
             raise self.lost()
-        try:
-            envelope = self.transport.open(data)
-        except ProtocolError as exc:
-            self.fail(ConnectionLost(f"the relay sent a bad frame ({exc.code.name})"),
-                      code=4000 + int(exc.code))
-            raise self.lost() from None
-        return decode_server(envelope)
+        if isinstance(event, Undecodable):
+            raise event.error
+        assert not isinstance(event, Welcomed | Refused | HandshakeRejected)
+        return event.message
 
     # ------------------------------------------------------------------ close
 
@@ -240,33 +257,29 @@ async def open_link(
 
 
 async def _handshake(ws: WebSocketConnection, relay_key: bytes) -> Link:
-    if ws.subprotocol is not None and ws.subprotocol != SUBPROTOCOL:
-        raise HandshakeFailed(f"the relay chose subprotocol {ws.subprotocol!r}")
     try:
-        hs = nk_initiator(relay_key, PROLOGUE)
-        await ws.send_message(hs.write_message(pad(encode(Hello(versions=(PROTOCOL_VERSION,))))))
-        message = await ws.get_message()
-        if isinstance(message, str):
-            raise HandshakeFailed("the relay answered the handshake with text")
-        reply = decode_handshake(unpad(hs.read_message(message)))
+        ClientSession.check_subprotocol(ws.subprotocol)
+    except SessionStateError as exc:
+        raise HandshakeFailed(str(exc)) from None
+    session = ClientSession(relay_key, now=trio.current_time())
+    try:
+        await ws.send_message(session.start())
+        event = session.receive(await ws.get_message(), trio.current_time())
     except ConnectionClosed as exc:
         closed = _from_reason(exc.reason)
-        if isinstance(closed, RelayClosed) and closed.error_code in _KEY_ERRORS:
+        if isinstance(closed, RelayClosed) and closed.error_code in KEY_ERRORS:
             raise HandshakeFailed(
                 f"the relay refused the handshake ({closed.code}); check the pinned relay key"
             ) from None
         raise closed from None
-    except ProtocolError as exc:
+    if isinstance(event, Refused):
+        error = event.error
+        raise request_error(error.code, error.message, error.retry_after)
+    if not isinstance(event, Welcomed):
+        reason = event.reason if isinstance(event, HandshakeRejected) else "no welcome"
         # Noise, padding or decoding failed: almost always a wrong pinned relay key.
-        raise HandshakeFailed(
-            f"handshake failed ({exc.code.name}); check the pinned relay key"
-        ) from None
-    if isinstance(reply, Error):
-        raise request_error(reply.code, reply.message, reply.retry_after)
-    if not isinstance(reply, Welcome) or reply.version != PROTOCOL_VERSION:
-        raise HandshakeFailed("the relay's handshake reply is not a welcome for our version")
-    send, recv = hs.split()
-    return Link(ws, Transport(send, recv), reply)
+        raise HandshakeFailed(f"{reason}; check the pinned relay key")
+    return Link(ws, session, event.welcome)
 
 
 __all__ = ["CLOSE_TIMEOUT", "Link", "Pending", "close_error", "open_link"]

@@ -4,11 +4,11 @@ Why not the SDK: a load generator holds thousands of connections on a core it sh
 with the relay, so every microsecond it spends per frame is a microsecond the relay
 does not get. This client does only what the load needs: connect, handshake, numbered
 requests with their replies, and a callback per pushed event, with no per-message
-channel, queue or task (measured: see docs/benchmarks.md). It speaks the same wire
-protocol through ``protocol/`` (padding, Noise, codec) as every other client.
+channel, queue or task (measured: see docs/benchmarks.md). It is a thin Trio shell over
+``protocol.session.ClientSession``, like every other client.
 
 ``on_message`` sees every decoded server message before it is dispatched. The tests
-replace it (see ``Connection.receive_hook``) to drop or duplicate chosen messages.
+replace it (see ``LoadClient.receive_hook``) to drop or duplicate chosen messages.
 """
 
 from __future__ import annotations
@@ -31,16 +31,26 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise, pow
+from haven.protocol import SUBPROTOCOL, pow
 from haven.protocol import messages as m
 from haven.protocol.errors import ErrorCode, HavenError
+from haven.protocol.session import (
+    ClientSession,
+    FrameRejected,
+    Pushed,
+    Refused,
+    ReplyReceived,
+    Undecodable,
+    Welcomed,
+    close_code,
+)
 
 RECEIVE_SIZE = 65536
 
 #: Called with (connection, message) for every pushed event (no request id).
-EventHandler = Callable[["Connection", m.Message], None]
+EventHandler = Callable[["LoadClient", m.Message], None]
 #: Test double hook: maps one decoded message to the messages actually dispatched.
-ReceiveHook = Callable[["Connection", m.Message], list[m.Message]]
+ReceiveHook = Callable[["LoadClient", m.Message], list[m.Message]]
 
 
 class WireError(Exception):
@@ -67,22 +77,19 @@ class _Waiter:
         self.reply: m.Message | None = None
 
 
-class Connection:
+class LoadClient:
     """One connection to a relay: handshake done, reader running in ``nursery``."""
 
-    def __init__(self, stream: trio.SocketStream, ws: WSConnection, transport: frames.Transport,
+    def __init__(self, stream: trio.SocketStream, ws: WSConnection, session: ClientSession,
                  welcome: m.Welcome) -> None:  # fmt: skip
         self.stream = stream
         self.ws = ws
-        self.transport = transport
+        self.session = session
         self.welcome = welcome
-        #: The current proof-of-work challenge (updated by ``challenge`` events).
-        self.challenge = welcome.challenge
         self.on_event: EventHandler = _ignore
         self.receive_hook: ReceiveHook | None = None
         self.closed = False
         self.close_reason = ""
-        self._next_id = 1
         self._waiters: dict[int, _Waiter] = {}
         self._send_lock = trio.Lock()
         self._cancel = trio.CancelScope()
@@ -96,9 +103,14 @@ class Connection:
         The caller must send it (``request(..., request_id=...)``) before any other
         request on this connection: ids must strictly increase on the wire.
         """
-        request_id = self._next_id
-        self._next_id += 1
-        return request_id
+        return self.session.take_id()
+
+    @property
+    def challenge(self) -> m.Challenge:
+        """The current proof-of-work challenge (updated by ``challenge`` events)."""
+        challenge = self.session.challenge
+        assert challenge is not None
+        return challenge
 
     async def request(
         self, build: Callable[[int], m.Request], request_id: int | None = None
@@ -111,7 +123,7 @@ class Connection:
             if request_id is None:
                 request_id = self.reserve_id()
             self._waiters[request_id] = waiter
-            sealed = self.transport.seal(codec.encode(build(request_id)))
+            sealed = self.session.send(build(request_id))
             data = self.ws.send(BytesMessage(data=sealed))
             try:
                 await self.stream.send_all(data)
@@ -144,7 +156,7 @@ class Connection:
     async def _read_loop(self) -> None:
         stream = self.stream
         ws = self.ws
-        transport = self.transport
+        session = self.session
         partial: list[bytes] = []
         while True:
             data = await stream.receive_some(RECEIVE_SIZE)
@@ -162,7 +174,17 @@ class Connection:
                         partial.append(raw)
                         raw = b"".join(partial)
                         partial.clear()
-                    msg = codec.decode_server(transport.open(raw))
+                    got = session.receive(raw)
+                    if isinstance(got, ReplyReceived):
+                        msg: m.Message = got.reply
+                    elif isinstance(got, Undecodable):
+                        raise got.error
+                    elif isinstance(got, FrameRejected):
+                        self._lost(f"protocol: {got.reason}")
+                        return
+                    else:
+                        assert isinstance(got, Pushed)
+                        msg = got.message
                     hook = self.receive_hook
                     if hook is None:
                         self._dispatch(msg)
@@ -187,8 +209,7 @@ class Connection:
 
     def _dispatch(self, msg: m.Message) -> None:
         if isinstance(msg, m.ChallengeUpdate):
-            self.challenge = msg.challenge
-            return
+            return  # the session took the new challenge in
         request_id = getattr(msg, "id", None)
         if request_id:  # a reply (connection-level errors carry id 0)
             waiter = self._waiters.pop(request_id, None)
@@ -231,7 +252,7 @@ class Connection:
             self.stream.socket.close()
 
 
-def _ignore(conn: Connection, msg: m.Message) -> None:
+def _ignore(conn: LoadClient, msg: m.Message) -> None:
     """Default event handler: drop events nobody asked for."""
 
 
@@ -244,7 +265,7 @@ def split_url(url: str) -> tuple[str, int, str]:
 
 
 async def connect(url: str, relay_key: bytes, nursery: trio.Nursery,
-                  limit_s: float = 10.0) -> tuple[Connection, float]:  # fmt: skip
+                  limit_s: float = 10.0) -> tuple[LoadClient, float]:  # fmt: skip
     """Open a connection (TCP, WebSocket upgrade, Noise NK); returns it and seconds taken.
 
     The reader task runs in ``nursery``. Raises ``WireError`` on any failure.
@@ -260,14 +281,13 @@ async def connect(url: str, relay_key: bytes, nursery: trio.Nursery,
                 ws.send(Request(host=f"{host}:{port}", target=path, subprotocols=[SUBPROTOCOL]))
             )
             await _await_accept(stream, ws)
-            hs = noise.nk_initiator(relay_key, PROLOGUE)
-            hello = frames.pad(codec.encode(m.Hello(versions=(PROTOCOL_VERSION,))))
-            await stream.send_all(ws.send(BytesMessage(data=hs.write_message(hello))))
-            msg2 = await _next_binary(stream, ws)
-            welcome = codec.decode_handshake(frames.unpad(hs.read_message(msg2)))
-            if not isinstance(welcome, m.Welcome):
-                raise WireError("handshake", f"relay refused: {welcome!r}")
-            send, recv = hs.split()
+            session = ClientSession(relay_key)
+            await stream.send_all(ws.send(BytesMessage(data=session.start())))
+            got = session.receive(await _next_binary(stream, ws))
+            if isinstance(got, Refused):
+                raise WireError("handshake", f"relay refused: {got.error!r}")
+            if not isinstance(got, Welcomed):
+                raise WireError("handshake", getattr(got, "reason", "no welcome"))
     except trio.TooSlowError:
         await _close_quietly(stream)
         raise WireError("timeout", "handshake took too long") from None
@@ -284,7 +304,7 @@ async def connect(url: str, relay_key: bytes, nursery: trio.Nursery,
         await _close_quietly(stream)
         raise
     elapsed = time.perf_counter() - started
-    conn = Connection(stream, ws, frames.Transport(send, recv), welcome)
+    conn = LoadClient(stream, ws, session, got.welcome)
     nursery.start_soon(conn.run_reader)
     return conn, elapsed
 
@@ -313,7 +333,8 @@ async def _next_binary(stream: trio.SocketStream, ws: WSConnection) -> bytes:
             if isinstance(event, BytesMessage) and event.message_finished:
                 return bytes(event.data)
             if isinstance(event, CloseConnection):
-                kind = "SERVER_FULL" if event.code == 4000 + ErrorCode.SERVER_FULL else "refused"
+                full = event.code == close_code(ErrorCode.SERVER_FULL)
+                kind = "SERVER_FULL" if full else "refused"
                 raise WireError(kind, f"close {event.code} {event.reason}")
         data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
@@ -333,4 +354,4 @@ def reply_kind(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-__all__: list[Any] = ["Connection", "ReplyError", "WireError", "connect", "reply_kind"]
+__all__: list[Any] = ["LoadClient", "ReplyError", "WireError", "connect", "reply_kind"]

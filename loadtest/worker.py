@@ -28,7 +28,7 @@ from haven.protocol.errors import ErrorCode
 
 from . import body, histo
 from .accounting import Accountant, Receipt
-from .wire import Connection, ReceiveHook, ReplyError, WireError, connect, reply_kind
+from .wire import LoadClient, ReceiveHook, ReplyError, WireError, connect, reply_kind
 
 KINDS = ("direct", "group", "premoderated")
 #: Handshakes refused by admission control (4402) are retried this many times.
@@ -123,7 +123,7 @@ class _Member:
 
     def __init__(self, member_id: int) -> None:
         self.id = member_id
-        self.conn: Connection | None = None
+        self.conn: LoadClient | None = None
         self.room = ""
         self.alias = ""
         self.token = b""
@@ -186,7 +186,7 @@ class Worker:
         #: as soon as the run starts, instead of being lost.
         self._stop_requested = False
         self._nursery: trio.Nursery | None = None
-        self._conns: set[Connection] = set()
+        self._conns: set[LoadClient] = set()
 
     # ---------------------------------------------------------------- the run
 
@@ -303,7 +303,7 @@ class Worker:
 
     # ------------------------------------------------------------- connections
 
-    async def _connect(self, initial: bool) -> Connection:
+    async def _connect(self, initial: bool) -> LoadClient:
         assert self._nursery is not None
         began = time.monotonic()
         if initial and self.connect_start is None:
@@ -332,7 +332,7 @@ class Worker:
         self._conns.add(conn)
         return conn
 
-    def _attach(self, member: _Member, conn: Connection) -> None:
+    def _attach(self, member: _Member, conn: LoadClient) -> None:
         member.conn = conn
         conn.on_event = lambda c, msg: self._on_event(member, msg)
 
@@ -344,7 +344,7 @@ class Worker:
         await trio.sleep_until(at)
         base = room_index * spec.stride
         members = [_Member(base + j) for j in range(spec.members)]
-        moderator: tuple[Connection, trio.MemoryReceiveChannel[tuple[str, int]]] | None = None
+        moderator: tuple[LoadClient, trio.MemoryReceiveChannel[tuple[str, int]]] | None = None
         try:
             if spec.kind == "premoderated":
                 code, bot, pending = await self._start_moderator()
@@ -386,7 +386,7 @@ class Worker:
         assert isinstance(reply, m.Joined)
         self._seated(member, reply.seat)
 
-    async def _create_room(self, conn: Connection, **fields: Any) -> m.Joined:
+    async def _create_room(self, conn: LoadClient, **fields: Any) -> m.Joined:
         """``create_room`` with a proof of work whenever the relay asks for one."""
         attempt = 0
         while True:
@@ -621,7 +621,7 @@ class Worker:
 
     async def _start_moderator(
         self,
-    ) -> tuple[str, Connection, trio.MemoryReceiveChannel[tuple[str, int]]]:
+    ) -> tuple[str, LoadClient, trio.MemoryReceiveChannel[tuple[str, int]]]:
         """A moderator bot: authenticate, create the pre-moderated room, approve all."""
         spec = self.spec
         assert spec.moderator_token is not None
@@ -630,7 +630,7 @@ class Worker:
         await conn.request(lambda i: m.Auth(id=i, token=token))
         send_pending, receive_pending = trio.open_memory_channel[tuple[str, int]](math.inf)
 
-        def on_event(c: Connection, msg: m.Message) -> None:
+        def on_event(c: LoadClient, msg: m.Message) -> None:
             if isinstance(msg, m.Pending):
                 send_pending.send_nowait((msg.room, msg.item.item))
                 stamp = body.read(msg.item.body)
@@ -650,7 +650,7 @@ class Worker:
         return reply.seat.room, conn, receive_pending
 
     async def _approve_all(
-        self, conn: Connection, pending: trio.MemoryReceiveChannel[tuple[str, int]]
+        self, conn: LoadClient, pending: trio.MemoryReceiveChannel[tuple[str, int]]
     ) -> None:
         """Approve every pending item as it arrives (cancelled when the run is over)."""
         async for room, item in pending:

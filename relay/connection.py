@@ -42,9 +42,18 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from haven.protocol import PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
-from haven.protocol import messages as m
-from haven.protocol.errors import DecodeError, ErrorCode, HavenError, ProtocolError
+from haven.protocol import frames
+from haven.protocol.errors import DecodeError, ErrorCode, ProtocolError
+from haven.protocol.session import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED_DATA,
+    Refusal,
+    RelaySession,
+    TimedOut,
+    close_code,
+)
 
 if TYPE_CHECKING:
     from .hub import Peer
@@ -53,13 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("haven.connection")
 
 RECEIVE_SIZE = 65536
-
-# WebSocket close codes (RFC 6455 and Haven's 4000 + ErrorCode range).
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_TOO_BIG = 1009
-
 
 def _frame_header(length: int) -> bytes:
     """RFC 6455 header of an unmasked, final, binary frame of ``length`` bytes."""
@@ -75,11 +77,6 @@ def _frame_header(length: int) -> bytes:
 #: only this hot path, a few bytes per frame, is done by hand (wsproto took 3 µs of
 #: the ~10 µs a delivery costs; see docs/benchmarks.md).
 _FRAME_HEADERS: dict[int, bytes] = {size: _frame_header(size) for size in frames.WIRE_SIZES}
-
-
-def close_code(code: ErrorCode) -> int:
-    """The WebSocket close code for a typed error: 4000 + its ErrorCode."""
-    return 4000 + int(code)
 
 
 #: Most WebSocket frames one message may arrive in (browsers and the SDKs send one).
@@ -98,13 +95,16 @@ class HandshakeFailed(Exception):
         self.reason = reason
 
 
-class Connection:
-    """The Trio side of one client: reader loop, writer task, bounded outbound buffer."""
+class ClientSocket:
+    """The relay's end of one client's WebSocket: a thin Trio shell over ``RelaySession``.
+
+    Reader loop, writer task, bounded outbound buffer; the session owns the handshake,
+    the frames' crypto and the idle/keepalive policy.
+    """
 
     __slots__ = (
         "_lot", "_partial", "_partial_len", "_scope", "backlog", "buf", "closing", "dirty", "fd",
-        "frames",
-        "last_ping", "last_rx", "peer", "pow_seed", "relay", "sending", "stream", "transport", "ws",
+        "frames", "peer", "pow_seed", "relay", "sending", "session", "stream", "ws",
     )  # fmt: skip
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream) -> None:
@@ -113,14 +113,13 @@ class Connection:
         #: The upgrade machinery until the handshake is accepted, then only the framing
         #: state (dropping h11's buffers saves memory on every idle connection).
         self.ws: WSConnection | WsFraming = WSConnection(ConnectionType.SERVER)
-        self.transport: frames.Transport | None = None
+        #: Created once the WebSocket upgrade is accepted (the Noise handshake's state).
+        self.session: RelaySession | None = None
         self.peer: Peer | None = None
         self.buf: list[bytes] = []
         self.frames = 0  #: messages in ``buf`` (the latency histogram counts each)
         self.backlog = 0
         self.closing = False
-        self.last_rx = trio.current_time()
-        self.last_ping = self.last_rx
         self._lot = trio.lowlevel.ParkingLot()
         self._scope: trio.CancelScope | None = None
         self._partial: list[bytes] = []
@@ -207,41 +206,37 @@ class Connection:
             await self._refuse(close_code(ErrorCode.SERVER_FULL), "relay full, retry later")
             raise HandshakeFailed("capacity")
         msg1 = await self._first_binary_message()
-        hs = noise.nk_responder(relay.static_key, relay.prologue)
+        now = trio.current_time()
+        config = relay.config
+        session = RelaySession(
+            relay.static_key,
+            prologue=relay.prologue,
+            now=now,
+            idle_timeout=config.idle_timeout,
+            ping_interval=config.ping_interval,
+        )
         try:
-            hello = codec.decode_handshake(frames.unpad(hs.read_message(msg1)))
-        except HavenError:
-            await self._refuse(close_code(ErrorCode.HANDSHAKE_FAILED), "handshake failed")
-            raise HandshakeFailed("noise") from None
-        if not isinstance(hello, m.Hello) or PROTOCOL_VERSION not in hello.versions:
-            refusal = m.Error(
-                id=0,
-                code=int(ErrorCode.UNSUPPORTED_VERSION),
-                message=f"this relay speaks protocol version {PROTOCOL_VERSION}; upgrade",
-            )
-            await self.stream.send_all(
-                self.ws.send(BytesMessage(data=hs.write_message(frames.pad(codec.encode(refusal)))))
-            )
-            await self._refuse(close_code(ErrorCode.UNSUPPORTED_VERSION), "upgrade the client")
-            raise HandshakeFailed("version")
-        welcome = relay.welcome(self.pow_seed)
-        msg2 = hs.write_message(frames.pad(codec.encode(welcome)))
-        send, recv = hs.split()
-        self.transport = frames.Transport(send, recv)
+            session.receive_hello(msg1)
+        except Refusal as refusal:
+            if refusal.reply is not None:
+                await self.stream.send_all(self.ws.send(BytesMessage(data=refusal.reply)))
+            await self._refuse(refusal.close_code, refusal.reason)
+            raise HandshakeFailed(refusal.why) from None
+        msg2 = session.accept(relay.welcome(self.pow_seed), now)
+        self.session = session
         await self.stream.send_all(self.ws.send(BytesMessage(data=msg2)))
-        self.last_rx = trio.current_time()
+        session.last_rx = trio.current_time()
 
     async def _accept(self, request: Request) -> None:
         # Only the subprotocol list is read from the upgrade request: never addresses
         # or forwarding headers.
-        if SUBPROTOCOL not in request.subprotocols:
+        try:
+            subprotocol = RelaySession.check_subprotocols(request.subprotocols)
+        except Refusal as refusal:
             await self.stream.send_all(self.ws.send(AcceptConnection()))
-            await self._refuse(
-                close_code(ErrorCode.UNSUPPORTED_VERSION),
-                f"this relay speaks {SUBPROTOCOL}; upgrade the client",
-            )
-            raise HandshakeFailed("version")
-        data = self.ws.send(AcceptConnection(subprotocol=SUBPROTOCOL))
+            await self._refuse(refusal.close_code, refusal.reason)
+            raise HandshakeFailed(refusal.why) from None
+        data = self.ws.send(AcceptConnection(subprotocol=subprotocol))
         if isinstance(self.ws, WSConnection) and self.ws.connection is not None:
             self.ws = self.ws.connection
         await self.stream.send_all(data)
@@ -307,11 +302,13 @@ class Connection:
     async def _reader(self) -> None:
         relay = self.relay
         ws = self.ws
+        session = self.session
+        assert session is not None
         while True:
             data = await self._receive()
             if not data:
                 return
-            self.last_rx = received = trio.current_time()
+            session.last_rx = received = trio.current_time()
             relay.metrics.bytes_in.inc(len(data))
             try:
                 ws.receive_data(data)
@@ -371,20 +368,19 @@ class Connection:
 
     def _on_frame(self, message: bytes, now: float) -> None:
         """Decrypt, decode and dispatch one client frame (synchronously)."""
-        assert self.transport is not None
+        assert self.session is not None
         assert self.peer is not None
         relay = self.relay
         try:
-            envelope = self.transport.open(message)
-        except ProtocolError as exc:
-            # A frame that fails authentication ends this connection and nothing else.
-            relay.metrics.frame_rejected()
-            self.close(close_code(exc.code), "frame rejected")
-            return
-        try:
-            request = codec.decode_request(envelope)
+            request = self.session.receive(message)
         except DecodeError as exc:
             relay.hub.bad_request(self.peer, exc, exc.request_id, now)
+            return
+        except ProtocolError as exc:
+            # A frame that fails authentication ends this connection and nothing else.
+            self.session.fail()
+            relay.metrics.frame_rejected()
+            self.close(close_code(exc.code), "frame rejected")
             return
         relay.hub.handle(self.peer, request, now)
 
@@ -392,10 +388,11 @@ class Connection:
 
     def push_padded(self, padded: bytes) -> None:
         """Encrypt one padded envelope for this peer and queue it (no await)."""
-        if self.closing or self.transport is None:
+        session = self.session
+        if self.closing or session is None:
             return
         try:
-            sealed = self.transport.seal_padded(padded)
+            sealed = session.seal_padded(padded)
         except ProtocolError:
             self.close(close_code(ErrorCode.NONCE_EXHAUSTED), "session exhausted")
             return
@@ -458,10 +455,17 @@ class Connection:
             self.backlog = len(rest)
         self._lot.unpark()
 
-    def send_ping(self, now: float) -> None:
-        """Queue a WebSocket ping (keepalive for quiet peers)."""
-        if not self.closing and self.ws.state is ConnectionState.OPEN:
-            self.last_ping = now
+    def on_timer(self, now: float) -> None:
+        """Apply the session's idle and keepalive policy (the relay calls this when
+        ``session.next_deadline()`` has passed)."""
+        session = self.session
+        if session is None or self.closing:
+            return
+        due = session.handle_timer(now)
+        if isinstance(due, TimedOut):
+            self.relay.metrics.limit_hit("idle_timeout")
+            self.close(due.close_code, due.reason)
+        elif due is not None and self.ws.state is ConnectionState.OPEN:
             self._push_bytes(self.ws.send(Ping()))
 
     async def _writer(self) -> None:
@@ -530,4 +534,4 @@ class Connection:
         self.frames = 0
 
 
-__all__ = ["Connection", "HandshakeFailed", "close_code"]
+__all__ = ["ClientSocket", "HandshakeFailed"]

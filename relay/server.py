@@ -23,11 +23,12 @@ from prometheus_client import CollectorRegistry
 from haven.protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise
 from haven.protocol import messages as m
 from haven.protocol.errors import ErrorCode, HavenError
+from haven.protocol.session import CLOSE_GOING_AWAY, close_code
 
 from . import __version__, flows
 from .admission import Admission
 from .config import Config
-from .connection import CLOSE_GOING_AWAY, Connection, close_code
+from .connection import ClientSocket
 from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
 from .pages import Site, serve_pages
@@ -82,9 +83,9 @@ class Relay:
         self.hub = Hub(config, trio.current_time())
         self.admission = Admission(config, self.hub, trio.current_time())
         flows.install(self.hub, config)
-        self.connections: set[Connection] = set()
+        self.connections: set[ClientSocket] = set()
         #: Connections still in their handshake (oldest first), with its cancel scope.
-        self.pending: dict[Connection, trio.CancelScope] = {}
+        self.pending: dict[ClientSocket, trio.CancelScope] = {}
         self.draining = False
         self.accepting = False
         self.metrics = Metrics(self, registry)
@@ -95,8 +96,8 @@ class Relay:
         self._queue_lengths = queues.lengths
         self._drain_done = trio.Event()
         self._last_trim = float("-inf")
-        #: Connections with bytes queued since the last flush (see Connection.kick).
-        self.dirty: list[Connection] = []
+        #: Connections with bytes queued since the last flush (see ClientSocket.kick).
+        self.dirty: list[ClientSocket] = []
         #: Unsent bytes past which a connection counts as congested (low-water mark).
         self.congested_bytes = config.outbound_backlog_bytes // 4
         #: Set (by a signal or a test) to stop accepting and drain.
@@ -197,13 +198,13 @@ class Relay:
                 log.info("closed a connection that kept sending while rate-limited")
             conn.close(close_code(code), "closed by the relay")
 
-    def refill(self, conn: Connection) -> None:
+    def refill(self, conn: ClientSocket) -> None:
         """The connection drained while some of its seats are behind: send more."""
         if conn.peer is not None and not conn.closing:
             self.hub.refill(conn.peer, REFILL_BYTES)
             self.flush()
 
-    def slow_consumer(self, conn: Connection) -> None:
+    def slow_consumer(self, conn: ClientSocket) -> None:
         """A connection's backlog overflowed: drop it, never slow its rooms."""
         self.metrics.slow_consumers.inc()
         log.info("dropped a slow consumer (outbound backlog over the limit)")
@@ -211,7 +212,7 @@ class Relay:
         conn.drop_backlog()
         conn.close(close_code(ErrorCode.SLOW_CONSUMER), "slow consumer")
 
-    def connection_closed(self, conn: Connection) -> None:
+    def connection_closed(self, conn: ClientSocket) -> None:
         self.connections.discard(conn)
         if self.draining and not self.connections:
             self._drain_done.set()
@@ -227,7 +228,7 @@ class Relay:
             # sockets cannot keep a real client out for longer than they keep coming.
             self.metrics.limit_hit("pending_handshakes")
             pending.pop(next(iter(pending))).cancel()
-        conn = Connection(self, stream)
+        conn = ClientSocket(self, stream)
         self.connections.add(conn)
         try:
             await conn.run()
@@ -238,7 +239,6 @@ class Relay:
 
     async def housekeeping(self) -> None:
         """Once a second: expire seats and rooms, ping quiet peers, close idle ones."""
-        cfg = self.config
         expected = trio.current_time() + TICK
         while True:
             await trio.sleep_until(expected)
@@ -251,14 +251,14 @@ class Relay:
             self.keep_to_budget()
             self.admission.tick(now, self.connections, len(self.connections))
             for conn in list(self.connections):
-                if conn.transport is None or conn.closing:
-                    continue
-                quiet = now - conn.last_rx
-                if quiet >= cfg.idle_timeout:
-                    self.metrics.limit_hit("idle_timeout")
-                    conn.close(close_code(ErrorCode.IDLE_TIMEOUT), "idle timeout")
-                elif quiet >= cfg.ping_interval and now - conn.last_ping >= cfg.ping_interval:
-                    conn.send_ping(now)
+                # Each session knows its own idle and keepalive deadline (sans-IO); this
+                # once-a-second pass only asks which have passed (cheaper than a timer
+                # per connection, whose deadline every received frame would move).
+                session = conn.session
+                if session is not None and not conn.closing:
+                    deadline = session.next_deadline()
+                    if deadline is not None and deadline <= now:
+                        conn.on_timer(now)
             self.flush()
 
     def _trim_after_mass_expiry(self, ended: int, now: float) -> None:

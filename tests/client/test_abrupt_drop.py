@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from haven import client
-from haven.relay.connection import Connection
+from haven.relay.connection import ClientSocket
 from tests.conftest import start_relay
 
 
@@ -25,14 +25,14 @@ async def test_abrupt_drop_leaves_no_socket_open(
     info = await start_relay(nursery)
     async with client.connect(info.url, info.public_key, auto_resume=False) as conn:
         victim = next(iter(info.relay.connections))
-        original = Connection._on_frame
+        original = ClientSocket._on_frame
 
-        def explode(self: Connection, message: bytes, now: float) -> Any:
+        def explode(self: ClientSocket, message: bytes, now: float) -> Any:
             if self is victim:
                 raise RuntimeError("relay-side bug: the connection task dies")
             return original(self, message, now)
 
-        monkeypatch.setattr(Connection, "_on_frame", explode)
+        monkeypatch.setattr(ClientSocket, "_on_frame", explode)
         with pytest.raises(client.ConnectionLost):
             await conn.ping()
     gc.collect()  # an unclosed socket would surface here as an error

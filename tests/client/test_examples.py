@@ -9,7 +9,7 @@ from types import ModuleType
 import trio
 
 from haven.protocol.errors import ErrorCode
-from haven.relay.connection import close_code
+from haven.protocol.session import close_code
 from tests.conftest import start_relay
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"

@@ -23,7 +23,7 @@ from rich.console import Console
 from haven.loadtest import body, runner
 from haven.loadtest import cli as lt_cli
 from haven.loadtest.slo import parse
-from haven.loadtest.wire import Connection
+from haven.loadtest.wire import LoadClient
 from haven.loadtest.worker import LoadSpec
 from haven.protocol import messages as m
 from haven.relay.server import RelayInfo
@@ -59,10 +59,10 @@ class Faults:
     def __init__(self, drop: set[tuple[int, int]], dup: set[tuple[int, int]],
                  delay: set[tuple[int, int]]) -> None:  # fmt: skip
         self.drop, self.dup, self.delay = set(drop), set(dup), set(delay)
-        self.held: dict[Connection, m.Message] = {}
+        self.held: dict[LoadClient, m.Message] = {}
         self.hits = {"drop": 0, "dup": 0, "delay": 0}
 
-    def __call__(self, conn: Connection, msg: m.Message) -> list[m.Message]:
+    def __call__(self, conn: LoadClient, msg: m.Message) -> list[m.Message]:
         out: list[m.Message] = [msg]
         if isinstance(msg, m.Deliver):
             stamp = body.read(msg.body)

@@ -12,7 +12,7 @@ import trio.testing
 from haven import client
 from haven.client import errors
 from haven.protocol import messages as m
-from haven.relay.connection import Connection
+from haven.relay.connection import ClientSocket
 from tests.conftest import start_relay
 
 from .conftest import Harness
@@ -63,14 +63,14 @@ async def test_connection_bug_is_contained(
     room = await bystander.call(req(m.CreateRoom, kind="group"), m.Joined)
     victim_conn = next(c for c in info.relay.connections if c.peer is not None
                        and not c.peer.seats)  # fmt: skip
-    original = Connection._on_frame
+    original = ClientSocket._on_frame
 
-    def explode(self: Connection, message: bytes, now: float) -> None:
+    def explode(self: ClientSocket, message: bytes, now: float) -> None:
         if self is victim_conn:
             raise RuntimeError("bug")
         original(self, message, now)
 
-    monkeypatch.setattr(Connection, "_on_frame", explode)
+    monkeypatch.setattr(ClientSocket, "_on_frame", explode)
     records = Records()
     logger = logging.getLogger("haven.relay")
     logger.addHandler(records)

@@ -25,10 +25,11 @@ from haven.client.errors import (
 )
 from haven.protocol.errors import ErrorCode
 from haven.protocol.messages import Deliver, Draining, Presence
+from haven.protocol.session import close_code
 from haven.relay import config as config_mod
 from haven.relay import server
 
-SLOW_CONSUMER_CLOSE = 4000 + int(ErrorCode.SLOW_CONSUMER)
+SLOW_CONSUMER_CLOSE = close_code(ErrorCode.SLOW_CONSUMER)
 
 
 async def start_relay(nursery: trio.Nursery, **overrides: Any) -> Any:

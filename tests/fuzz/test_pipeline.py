@@ -23,10 +23,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from haven.protocol import PROLOGUE, codec, frames, noise
+from haven.protocol import codec, frames, noise
 from haven.protocol import messages as m
 from haven.protocol.errors import DecodeError, HavenError
 from haven.protocol.messages import REQUESTS
+from haven.protocol.session import ClientSession, RelaySession, Welcomed
 from haven.relay import flows
 from haven.relay.config import Config
 from haven.relay.hub import Hub
@@ -36,16 +37,22 @@ EXAMPLES = int(os.environ.get("HAVEN_FUZZ_EXAMPLES", "300"))
 CODE = "0" * 34  # the shape of a room code; the checksum will mostly fail
 
 
-def _session() -> tuple[frames.Transport, frames.Transport]:
-    """A completed NK handshake: (client transport, relay transport)."""
+def _session() -> tuple[ClientSession, RelaySession]:
+    """A completed handshake: (client session, relay session)."""
     relay_key = X25519PrivateKey.generate()
-    client = noise.nk_initiator(noise.public_bytes(relay_key.public_key()), PROLOGUE)
-    relay = noise.nk_responder(relay_key, PROLOGUE)
-    relay.read_message(client.write_message(frames.pad(b"")))
-    client.read_message(relay.write_message(frames.pad(b"")))
-    c_send, c_recv = client.split()
-    r_send, r_recv = relay.split()
-    return frames.Transport(c_send, c_recv), frames.Transport(r_send, r_recv)
+    client = ClientSession(noise.public_bytes(relay_key.public_key()))
+    relay = RelaySession(relay_key)
+    relay.receive_hello(client.start())
+    welcome = m.Welcome(
+        version=1,
+        limits=m.Limits(
+            max_envelope=65517, max_body=4096, max_rooms=8, max_members=64, rate=10, burst=20,
+            resume_grace=120, resume_buffer=1000, idle_timeout=300,
+        ),
+        challenge=m.Challenge(seed=bytes(32), difficulty=0),
+    )
+    assert isinstance(client.receive(relay.accept(welcome)), Welcomed)
+    return client, relay
 
 
 SAMPLES: list[m.Request] = [
@@ -117,13 +124,12 @@ def test_every_frame_is_handled_or_refused_with_a_typed_error(inputs: list[bytes
         if item.startswith(b"raw"):
             # Random bytes as a transport frame: authentication must fail, typed.
             try:
-                relay.open(item[3:])
+                relay.receive(item[3:])
             except HavenError:
                 continue
             raise AssertionError("a random frame was accepted")
-        envelope = relay.open(client.seal(item))  # the session stays in step
         try:
-            request = codec.decode_request(envelope)
+            request = relay.receive(client.seal_envelope(item))  # the session stays in step
         except DecodeError as exc:
             hub.bad_request(peer, exc, exc.request_id, now)
         else:

@@ -17,8 +17,9 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
+from haven.protocol import SUBPROTOCOL, codec
 from haven.protocol import messages as m
+from haven.protocol.session import ClientSession, Welcomed
 
 #: Forged proxy headers: a relay that read any of them would leak these addresses.
 FORGED_ADDRESSES = ("203.0.113.7", "198.51.100.23", "192.0.2.60", "198.51.100.99")
@@ -93,7 +94,7 @@ class RawClient:
     """A handshaken Haven session over trio-websocket on a socket the test bound."""
 
     ws: WebSocketConnection
-    transport: frames.Transport
+    session: ClientSession
     welcome: m.Welcome
     local: tuple[str, int]
     last_id: int = 0
@@ -107,13 +108,13 @@ class RawClient:
         await self.send_envelope(codec.encode(msg))
 
     async def send_envelope(self, envelope: bytes) -> None:
-        await self.ws.send_message(self.transport.seal(envelope))
+        await self.ws.send_message(self.session.seal_envelope(envelope))
 
     async def receive(self) -> m.Message:
         with trio.fail_after(TIMEOUT):
             data = await self.ws.get_message()
         assert isinstance(data, bytes)
-        return codec.decode_server(self.transport.open(data))
+        return codec.decode_server(self.session.open_envelope(data))
 
     async def reply(self, rid: int) -> m.Message:
         """The reply to ``rid`` (events met on the way are kept in ``events``)."""
@@ -170,13 +171,9 @@ async def connect(
 ) -> RawClient:
     """A handshaken raw client from ``bind_host`` carrying forged proxy headers."""
     ws, local = await open_ws(nursery, port, bind_host, headers=headers)
-    hs = noise.nk_initiator(relay_key, PROLOGUE)
-    hello = m.Hello(versions=(PROTOCOL_VERSION,))
-    await ws.send_message(hs.write_message(frames.pad(codec.encode(hello))))
+    session = ClientSession(relay_key)
+    await ws.send_message(session.start())
     with trio.fail_after(TIMEOUT):
-        reply = await ws.get_message()
-    assert isinstance(reply, bytes)
-    welcome = codec.decode_handshake(frames.unpad(hs.read_message(reply)))
-    assert isinstance(welcome, m.Welcome)
-    send, recv = hs.split()
-    return RawClient(ws, frames.Transport(send, recv), welcome, local)
+        event = session.receive(await ws.get_message())
+    assert isinstance(event, Welcomed), event
+    return RawClient(ws, session, event.welcome, local)

@@ -9,9 +9,10 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from haven import client
-from haven.protocol import PROLOGUE, PROTOCOL_VERSION, codec, frames, noise, pow
 from haven.protocol import messages as m
+from haven.protocol import pow
 from haven.protocol.errors import ErrorCode, HavenError
+from haven.protocol.session import ClientSession, close_code
 from haven.relay.admission import Admission, difficulty_for
 from haven.relay.config import Config
 from haven.relay.hub import Hub, Peer
@@ -234,8 +235,7 @@ async def test_handshake_rate_cap_closes_with_server_full(
     await connect(nursery, port, info.public_key, "127.0.0.2")
     await connect(nursery, port, info.public_key, "127.0.0.3")
     ws, _ = await open_ws(nursery, port, "127.0.0.4")
-    hs = noise.nk_initiator(info.public_key, PROLOGUE)
-    hello = hs.write_message(frames.pad(codec.encode(m.Hello(versions=(PROTOCOL_VERSION,)))))
+    hello = ClientSession(info.public_key).start()
 
     async def say_hello() -> None:  # the refusal may arrive before or after the send
         await ws.send_message(hello)
@@ -244,7 +244,7 @@ async def test_handshake_rate_cap_closes_with_server_full(
     with pytest.raises(ConnectionClosed) as closed:
         await say_hello()
     assert closed.value.reason is not None
-    assert closed.value.reason.code == 4000 + ErrorCode.SERVER_FULL
+    assert closed.value.reason.code == close_code(ErrorCode.SERVER_FULL)
     _, _, values = await scrape(info.metrics_url)
     assert values["haven_limits_hit_total{reason=handshake_rate}"] == 1
     assert values["haven_handshakes_total{reason=capacity,result=failed}"] == 1

@@ -25,8 +25,9 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from haven.protocol import PROLOGUE, PROTOCOL_VERSION, codec, codes, frames, noise
+from haven.protocol import codec, codes
 from haven.protocol import messages as m
+from haven.protocol.session import ClientSession
 from haven.relay import logs
 from haven.relay.server import RelayInfo
 from tests.conftest import start_relay
@@ -137,7 +138,7 @@ async def _walk_error_paths(
     d = await connect(nursery, port, key, "127.0.0.5")
     secrets.add(d.local[0])
     ports.add(d.local[1])
-    frame = bytearray(d.transport.seal(codec.encode(m.Ping(id=1))))
+    frame = bytearray(d.session.seal_envelope(codec.encode(m.Ping(id=1))))
     frame[20] ^= 0x40
     await d.ws.send_message(bytes(frame))
     assert await d.wait_closed() == 4105
@@ -146,9 +147,7 @@ async def _walk_error_paths(
     ws, local = await open_ws(nursery, port, "127.0.0.6")
     secrets.add(local[0])
     ports.add(local[1])
-    wrong = noise.nk_initiator(bytes(range(32)), PROLOGUE)
-    hello = m.Hello(versions=(PROTOCOL_VERSION,))
-    await ws.send_message(wrong.write_message(frames.pad(codec.encode(hello))))
+    await ws.send_message(ClientSession(bytes(range(32))).start())
     with pytest.raises(ConnectionClosed) as closed:
         await ws.get_message()
     assert closed.value.reason is not None

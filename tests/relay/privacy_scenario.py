@@ -160,7 +160,7 @@ async def scenario(report: Report, metrics_text: list[str]) -> None:
 
         # Hostile connections.
         flipper = await connect()
-        frame = bytearray(flipper.transport.seal(codec.encode(m.Ping(id=1))))
+        frame = bytearray(flipper.session.seal_envelope(codec.encode(m.Ping(id=1))))
         frame[5] ^= 1
         await flipper.sock.send_bytes(bytes(frame))
         await flipper.wait_closed()

@@ -14,6 +14,7 @@ from wsproto.frame_protocol import Opcode
 from haven.protocol import codec
 from haven.protocol import messages as m
 from haven.protocol.errors import ErrorCode
+from haven.protocol.session import close_code
 from haven.relay.connection import MAX_FRAGMENTS
 from haven.relay.hub import MAX_STRIKES
 
@@ -22,7 +23,7 @@ from .test_hostile import setup
 from .wire import Closed
 
 CLOSE_TOO_BIG = 1009
-CLOSE_RATE = 4000 + int(ErrorCode.RATE_LIMITED)
+CLOSE_RATE = close_code(ErrorCode.RATE_LIMITED)
 
 
 def _frame(opcode: Opcode, payload: bytes, fin: bool) -> bytes:
@@ -47,7 +48,7 @@ async def test_few_fragments_still_make_a_message(harness: Harness) -> None:
     """A message in a few fragments is still one message (the cap is far above that)."""
     await harness.start()
     client = await harness.client()
-    sealed = client.transport.seal(codec.encode(m.Ping(id=1)))
+    sealed = client.session.seal_envelope(codec.encode(m.Ping(id=1)))
     client.last_id = 1
     pieces = [sealed[i : i + 100] for i in range(0, len(sealed), 100)]
     assert 1 < len(pieces) <= MAX_FRAGMENTS

@@ -19,14 +19,15 @@ from haven.protocol import codec
 from haven.protocol import messages as m
 from haven.protocol.errors import ErrorCode
 from haven.protocol.noise import public_bytes
+from haven.protocol.session import close_code
 
 from .conftest import Harness
 from .wire import Closed, WireClient, req
 
-HANDSHAKE_FAILED_CLOSE = 4000 + int(ErrorCode.HANDSHAKE_FAILED)
-DECRYPT_FAILED_CLOSE = 4000 + int(ErrorCode.DECRYPT_FAILED)
-BAD_PADDING_CLOSE = 4000 + int(ErrorCode.BAD_PADDING)
-UNSUPPORTED_VERSION_CLOSE = 4000 + int(ErrorCode.UNSUPPORTED_VERSION)
+HANDSHAKE_FAILED_CLOSE = close_code(ErrorCode.HANDSHAKE_FAILED)
+DECRYPT_FAILED_CLOSE = close_code(ErrorCode.DECRYPT_FAILED)
+BAD_PADDING_CLOSE = close_code(ErrorCode.BAD_PADDING)
+UNSUPPORTED_VERSION_CLOSE = close_code(ErrorCode.UNSUPPORTED_VERSION)
 PROMPTLY = 20  # seconds (Trio clock); the handshake timeout below is far longer
 
 
@@ -141,7 +142,7 @@ async def test_bit_flipped_frame(
     healthy = await setup(harness)
     client = await harness.client()
     await client.call(lambda i: m.Ping(id=i), m.Pong)
-    frame = bytearray(client.transport.seal(codec.encode(m.Ping(id=client.next_id()))))
+    frame = bytearray(client.session.seal_envelope(codec.encode(m.Ping(id=client.next_id()))))
     frame[position] ^= 0x04
     await client.sock.send_bytes(bytes(frame))
     assert await client.wait_closed(within=PROMPTLY) == DECRYPT_FAILED_CLOSE
@@ -153,7 +154,7 @@ async def test_truncated_noise_frame(
 ) -> None:
     healthy = await setup(harness)
     client = await harness.client()
-    frame = client.transport.seal(codec.encode(m.Ping(id=client.next_id())))
+    frame = client.session.seal_envelope(codec.encode(m.Ping(id=client.next_id())))
     await client.sock.send_bytes(frame[:-20])
     assert await client.wait_closed(within=PROMPTLY) == BAD_PADDING_CLOSE
     await healthy.check()
@@ -166,7 +167,7 @@ async def test_truncated_websocket_frame(
     healthy = await setup(harness)
     client = await harness.client()
     created = await client.call(lambda i: m.CreateRoom(id=i, kind="group"), m.Joined)
-    frame = client.transport.seal(codec.encode(m.Ping(id=client.next_id())))
+    frame = client.session.seal_envelope(codec.encode(m.Ping(id=client.next_id())))
     wire = client.sock.frame_bytes(frame)
     await client.sock.send_raw(wire[: len(wire) // 2])
     await client.sock.stream.send_eof()

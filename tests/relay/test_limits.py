@@ -14,13 +14,14 @@ import trio
 from haven.protocol import codes
 from haven.protocol import messages as m
 from haven.protocol.errors import ErrorCode
+from haven.protocol.session import close_code
 
 from .conftest import Harness
 from .wire import Closed, WireClient
 
-SERVER_FULL_CLOSE = 4000 + int(ErrorCode.SERVER_FULL)
-SLOW_CONSUMER_CLOSE = 4000 + int(ErrorCode.SLOW_CONSUMER)
-IDLE_CLOSE = 4000 + int(ErrorCode.IDLE_TIMEOUT)
+SERVER_FULL_CLOSE = close_code(ErrorCode.SERVER_FULL)
+SLOW_CONSUMER_CLOSE = close_code(ErrorCode.SLOW_CONSUMER)
+IDLE_CLOSE = close_code(ErrorCode.IDLE_TIMEOUT)
 
 
 async def ping(client: WireClient) -> None:

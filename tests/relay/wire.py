@@ -38,9 +38,10 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError
 
-from haven.protocol import PROLOGUE, PROTOCOL_VERSION, SUBPROTOCOL, codec, frames, noise
+from haven.protocol import SUBPROTOCOL, codec
 from haven.protocol import messages as m
 from haven.protocol.errors import ErrorCode
+from haven.protocol.session import ClientSession, Welcomed
 
 #: Default bound (Trio clock seconds) on any single wait for the relay.
 TIMEOUT = 30.0
@@ -235,10 +236,12 @@ class WireClient:
     """
 
     def __init__(
-        self, sock: RawSocket, transport: frames.Transport, welcome: m.Welcome, hello: bytes
+        self, sock: RawSocket, session: ClientSession, welcome: m.Welcome, hello: bytes
     ) -> None:
         self.sock = sock
-        self.transport = transport
+        #: Sealing and opening go through the session's raw envelope methods, so tests
+        #: can send malformed envelopes and out-of-order ids on purpose.
+        self.session = session
         self.welcome = welcome
         #: The Noise message 1 this client sent (replay tests resend it).
         self.hello_message = hello
@@ -259,11 +262,11 @@ class WireClient:
             accept = await sock.upgrade(within=within)
             if not isinstance(accept, AcceptConnection):
                 raise Closed(None, "upgrade rejected")
-            transport, welcome, hello = await handshake(sock, relay_key, within=within)
+            session, welcome, hello = await handshake(sock, relay_key, within=within)
         except BaseException:
             await sock.abort()
             raise
-        return cls(sock, transport, welcome, hello)
+        return cls(sock, session, welcome, hello)
 
     # ----------------------------------------------------------------- writing
 
@@ -277,7 +280,7 @@ class WireClient:
 
     async def send_envelope(self, envelope: bytes) -> None:
         """Seal arbitrary envelope bytes (malformed-envelope tests)."""
-        frame = self.transport.seal(envelope)
+        frame = self.session.seal_envelope(envelope)
         self.sent_frames.append(frame)
         await self.sock.send_bytes(frame)
 
@@ -311,7 +314,7 @@ class WireClient:
         data = await self.sock.receive_message(within)
         if isinstance(data, str):
             raise UnexpectedReply("the relay sent a text message")
-        return codec.decode_server(self.transport.open(data))
+        return codec.decode_server(self.session.open_envelope(data))
 
     async def reply(self, rid: int, within: float = TIMEOUT) -> m.Message:
         """Wait for the reply to request ``rid``; events met on the way are kept."""
@@ -364,19 +367,15 @@ class WireClient:
 
 async def handshake(
     sock: RawSocket, relay_key: bytes, *, within: float = TIMEOUT
-) -> tuple[frames.Transport, m.Welcome, bytes]:
-    """Noise NK as the initiator over an upgraded socket: (transport, welcome, message 1)."""
-    hs = noise.nk_initiator(relay_key, PROLOGUE)
-    hello = hs.write_message(frames.pad(codec.encode(m.Hello(versions=(PROTOCOL_VERSION,)))))
+) -> tuple[ClientSession, m.Welcome, bytes]:
+    """Noise NK as the initiator over an upgraded socket: (session, welcome, message 1)."""
+    session = ClientSession(relay_key)
+    hello = session.start()
     await sock.send_bytes(hello)
-    reply = await sock.receive_message(within)
-    if isinstance(reply, str):
-        raise UnexpectedReply("text message during the handshake")
-    welcome = codec.decode_handshake(frames.unpad(hs.read_message(reply)))
-    if not isinstance(welcome, m.Welcome):
-        raise UnexpectedReply(f"expected welcome, got {welcome!r}")
-    send, recv = hs.split()
-    return frames.Transport(send, recv), welcome, hello
+    event = session.receive(await sock.receive_message(within))
+    if not isinstance(event, Welcomed):
+        raise UnexpectedReply(f"expected welcome, got {event!r}")
+    return session, event.welcome, hello
 
 
 def req(cls: type[M], **fields: Any) -> Callable[[int], M]:

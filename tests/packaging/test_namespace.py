@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 FOLDERS = ("protocol", "relay", "client", "loadtest")
 #: Folders whose Python files are checked for bare imports of the four packages.
-SOURCE_ROOTS = ("haven", *FOLDERS, "bench", "tests", "docs", "scripts")
+SOURCE_ROOTS = ("haven", *FOLDERS, "bench", "tests", "docs", "scripts", "web/sdk/scripts")
 
 
 def _python_files() -> list[Path]:

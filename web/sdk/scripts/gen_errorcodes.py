@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from protocol.errors import HINTS, ErrorCode
+from haven.protocol.errors import HINTS, ErrorCode
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "errorcodes.ts"
 

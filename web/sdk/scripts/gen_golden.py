@@ -15,8 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from protocol import codec, pow
-from protocol import messages as m
+from haven.protocol import codec, pow
+from haven.protocol import messages as m
 
 OUT = Path(__file__).resolve().parents[1] / "test" / "golden.json"
 ROOM = "0004-1061-050r-3gg2-8a1c-60t3-gffk"

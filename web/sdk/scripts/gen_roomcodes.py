@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from protocol import codes
+from haven.protocol import codes
 
 
 def vectors() -> list[dict[str, str]]:

@@ -1,16 +1,18 @@
 """The public face of a Haven connection: ``connect`` and the ``Connection`` API.
 
-Tasks per connection: trio-websocket's reader, the SDK's reader (``client.core``) and a
+Tasks per connection: the WebSocket library's reader, the SDK's reader (``client.core``) and a
 supervisor that reconnects and resumes (``client.resume``). Requests cost no task.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from typing import cast
 
-import trio
+import anyio
+import anyio.abc
 
 from haven.protocol.messages import (
     Auth,
@@ -28,6 +30,7 @@ from haven.protocol.messages import (
     Reply,
     Request,
     RequestHelp,
+    Resume,
     RoomInfo,
     Rooms,
     Staff,
@@ -36,7 +39,7 @@ from haven.protocol.messages import (
     Welcome,
 )
 
-from .core import CONNECT_TIMEOUT, EVENT_BUFFER, ConnEvent
+from .core import CONNECT_TIMEOUT, EVENT_BUFFER, ConnEvent, ConnState
 from .errors import (
     ConnectionLost,
     HavenClientError,
@@ -88,6 +91,17 @@ class Connection(ResumingConnection):
     def closed(self) -> bool:
         """True once the connection is over for good (closed, or resume gave up)."""
         return self._final is not None
+
+    @property
+    def state(self) -> ConnState:
+        """Where the connection stands: connecting, connected, reconnecting, resumed,
+        gave up or closed."""
+        return self._state
+
+    def states(self) -> LossyStream[ConnState]:
+        """Every change of ``state`` as it happens (newest 256 kept; never blocks). Ends
+        after ``GAVE_UP`` or ``CLOSED``: show "reconnecting..." and "back" from here."""
+        return self._states
 
     @property
     def duplicates_dropped(self) -> int:
@@ -143,6 +157,22 @@ class Connection(ResumingConnection):
         if raw not in self._auth_tokens:
             self._auth_tokens.append(raw)
         return reply
+
+    async def resume(self, token: bytes, after: int = 0) -> Room | QueueTicket:
+        """Take back a seat or a queue place on this connection from a saved token.
+
+        For a page reload or an app restart: save ``room.seat.token`` and the last
+        ``seq`` you showed (or ``ticket.token``), and hand them back here on a new
+        connection within the relay's ``resume_grace``. A seat comes back as a ``Room``
+        whose stream replays every event after ``after``; a queue place as a
+        ``QueueTicket`` (or as a ``Room`` if staff took it meanwhile). Tokens rotate on
+        every resume: save the new ``room.seat.token``. Raises ``ResumeFailed`` (unknown
+        or expired token) like any refused request.
+        """
+        slot = await self._exchange(lambda i: Resume(id=i, token=bytes(token), after=after))
+        if isinstance(slot.attachment, Room | QueueTicket):
+            return slot.attachment
+        raise UnexpectedReply(f"resume was answered by {type(slot.result).__name__}")
 
     async def directory(self) -> list[RoomInfo]:
         """Open and scheduled group rooms."""
@@ -216,17 +246,17 @@ class Connection(ResumingConnection):
             return
         if leave:
             for room in list(self._rooms.values()):
-                with trio.move_on_after(CLOSE_TIMEOUT), suppress(HavenClientError):
+                with anyio.move_on_after(CLOSE_TIMEOUT), suppress(HavenClientError):
                     await room.leave()
         self._closing = True
         link = self._link
         self._finish(ConnectionLost("the application closed the connection"))
         try:
             if link is not None:
-                with trio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True):
                     await link.aclose()  # bounded by CLOSE_TIMEOUT
         finally:
-            # Only now: trio-websocket's reader (in ``_bg``) completes the close handshake.
+            # Only now: the WebSocket's reader (in ``_bg``) completes the close handshake.
             if self._bg is not None:
                 self._bg.cancel_scope.cancel()
 
@@ -242,7 +272,8 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The one meaningful exception in a nursery's group, if there is exactly one."""
     leaves = list(_leaves(group))
-    real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [e for e in leaves if not isinstance(e, cancelled)]
     if len(real) == 1:
         return real[0]
     if not real and leaves:
@@ -259,6 +290,7 @@ async def connect(
     resume_timeout: float | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
     event_buffer: int = EVENT_BUFFER,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Connection]:
     """Connect to the relay at ``url`` whose static key is pinned as ``relay_key``.
 
@@ -268,6 +300,11 @@ async def connect(
     connection cannot be made. Afterwards drops are handled as described in the module
     docstring; ``resume_timeout`` (seconds) bounds the reconnect attempts and defaults to
     the relay's ``resume_grace``. ``event_buffer`` bounds each room's event buffer.
+    ``ssl_context`` is used for ``wss://`` URLs (default: the system's trust store);
+    a certificate it does not trust raises ``TLSFailed`` at once.
+
+    Runs under Trio and under asyncio (the same API; the WebSocket is trio-websocket or
+    ``websockets`` respectively).
 
     Exceptions from the body come out unwrapped (not as an ``ExceptionGroup``).
     """
@@ -279,14 +316,15 @@ async def connect(
         resume_timeout=resume_timeout,
         connect_timeout=connect_timeout,
         event_buffer=event_buffer,
+        ssl_context=ssl_context,
     )
     try:
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             await nursery.start(conn._run)
             try:
                 yield conn
             finally:
-                with trio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True):
                     await conn.close()
     except BaseExceptionGroup as group:
         single = _single(group)

@@ -1,7 +1,7 @@
 """The core of a connection: request/reply matching, the reader, and event routing.
 
 A request costs no task: the caller takes an id, seals and sends its frame itself,
-parks on a ``trio.Event`` stored under that id, and the reader resolves it with a dict
+parks on an ``anyio.Event`` stored under that id, and the reader resolves it with a dict
 pop and ``Event.set``. The reader (one per link) receives, decrypts, decodes, asks the
 synchronous ``Router`` where the message goes, and delivers it: replies to their waiter,
 room events to the room's bounded stream (blocking when it is full: backpressure, see
@@ -15,11 +15,15 @@ Resume lives in ``client.resume``, the public API in ``client.connection``.
 
 from __future__ import annotations
 
+import enum
+import ssl
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, TypeAlias, TypeVar, cast
 
-import trio
+import anyio
+import anyio.abc
+import anyio.to_thread
 
 from haven.protocol.errors import DecodeError
 from haven.protocol.messages import (
@@ -67,6 +71,23 @@ EVENT_BUFFER = 10_000
 CONN_EVENT_BUFFER = 256
 
 
+class ConnState(enum.Enum):
+    """Where a connection stands, as ``Connection.state`` and ``Connection.states()``."""
+
+    #: Opening the first link.
+    CONNECTING = "connecting"
+    #: The first link is up.
+    CONNECTED = "connected"
+    #: The link dropped; reconnecting with backoff (requests wait).
+    RECONNECTING = "reconnecting"
+    #: Reconnected, and every seat and queue place resumed (requests flow again).
+    RESUMED = "resumed"
+    #: Resuming failed for good (time budget spent, or a fatal error): over.
+    GAVE_UP = "gave_up"
+    #: The application closed the connection: over.
+    CLOSED = "closed"
+
+
 class ConnectionCore:
     """State and mechanics shared by the resume logic and the public API."""
 
@@ -79,8 +100,10 @@ class ConnectionCore:
         resume_timeout: float | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         event_buffer: int = EVENT_BUFFER,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._url = url
+        self._ssl_context = ssl_context
         self._key = relay_key
         self._auto_resume = auto_resume
         self._resume_timeout = resume_timeout
@@ -92,9 +115,9 @@ class ConnectionCore:
         self._events: LossyStream[ConnEvent] = LossyStream(CONN_EVENT_BUFFER)
         self._link: Link | None = None
         self._welcome: Welcome | None = None
-        self._bg: trio.Nursery | None = None
+        self._bg: anyio.abc.TaskGroup | None = None
         #: Set while requests may go out; replaced by a fresh one on every drop.
-        self._ready = trio.Event()
+        self._ready = anyio.Event()
         #: Why the connection is over for good (closed, or gave up); None while alive.
         self._final: ConnectionLost | None = None
         self._closing = False
@@ -102,6 +125,12 @@ class ConnectionCore:
         self._duty: set[str] = set()
         #: Completed reconnect-and-resume cycles (for tests and metrics).
         self.resumes = 0
+        self._state = ConnState.CONNECTING
+        self._states: LossyStream[ConnState] = LossyStream(CONN_EVENT_BUFFER)
+
+    def _set_state(self, state: ConnState) -> None:
+        self._state = state
+        self._states.put(state)
 
     async def _expect(self, cls: type[R], build: Callable[[int], Request]) -> R:
         reply = (await self._exchange(build)).result
@@ -162,7 +191,7 @@ class ConnectionCore:
                 rid = link.take_id()
                 return rid, solve(challenge.seed, rid, challenge.difficulty)
             rid = link.session.reserve_id(POW_ID_GAP)
-            nonce = await trio.to_thread.run_sync(
+            nonce = await anyio.to_thread.run_sync(
                 solve, challenge.seed, rid, challenge.difficulty, abandon_on_cancel=True
             )
             now = link.challenge
@@ -338,7 +367,7 @@ class ConnectionCore:
         if self._link is link:
             self._link = None
             if self._final is None:
-                self._ready = trio.Event()
+                self._ready = anyio.Event()
         link.fail_pending(link.lost)
         link.done.set()
 
@@ -347,6 +376,8 @@ class ConnectionCore:
         if self._final is not None:
             return
         self._final = error
+        self._set_state(ConnState.CLOSED if self._closing else ConnState.GAVE_UP)
+        self._states.end()
         stream_error = None if self._closing else error
         for code in list(self._rooms):
             self._forget_room(code, stream_error and error.clone())
@@ -358,4 +389,4 @@ class ConnectionCore:
         self._ready.set()
 
 
-__all__ = ["CONNECT_TIMEOUT", "EVENT_BUFFER", "ConnEvent", "ConnectionCore"]
+__all__ = ["CONNECT_TIMEOUT", "EVENT_BUFFER", "ConnEvent", "ConnState", "ConnectionCore"]

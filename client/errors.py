@@ -364,6 +364,25 @@ class ConnectFailed(ConnectionLost):
     """The WebSocket could not be opened (DNS, TCP, TLS, HTTP upgrade or timeout)."""
 
 
+class TLSFailed(ConnectFailed):
+    """The TLS handshake failed: the certificate is untrusted, expired or for another
+    name. Retrying does not help; pass an ``ssl_context`` that trusts the relay's CA."""
+
+
+class UpgradeRefused(ConnectFailed):
+    """The server answered the WebSocket upgrade with HTTP ``status`` (a proxy's 502
+    while the relay restarts, a 404 on a wrong path) instead of switching protocols."""
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        super().__init__(reason or f"the WebSocket upgrade was refused with HTTP {status}")
+        self.status = status
+
+    def clone(self) -> UpgradeRefused:
+        copy = UpgradeRefused(self.status, self.reason)
+        copy.__cause__ = self.__cause__
+        return copy
+
+
 class HandshakeFailed(HavenClientError):
     """The Noise handshake failed: the pinned relay key is wrong, or the reply is broken.
 
@@ -426,6 +445,7 @@ __all__ = [
     "RoomNotFound",
     "ServerFull",
     "SlowConsumer",
+    "TLSFailed",
     "TokenExpired",
     "TokenInvalid",
     "TokenUntrusted",
@@ -436,6 +456,7 @@ __all__ = [
     "UnexpectedReply",
     "UnknownType",
     "UnsupportedVersion",
+    "UpgradeRefused",
     "error_class",
     "request_error",
 ]

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import cast
 
-import trio
+import anyio
+import anyio.abc
 
 from haven.protocol.errors import ErrorCode
 from haven.protocol.messages import (
@@ -31,7 +32,7 @@ from haven.protocol.messages import (
 )
 
 from .backoff import DEFAULT_BUDGET, backoff_delays
-from .core import ConnectionCore
+from .core import ConnectionCore, ConnState
 from .errors import (
     ConnectionLost,
     HandshakeFailed,
@@ -39,6 +40,7 @@ from .errors import (
     HavenRequestError,
     RateLimited,
     RelayClosed,
+    TLSFailed,
     UnexpectedReply,
 )
 from .link import Link, Pending, open_link
@@ -55,7 +57,7 @@ _FATAL_CODES = frozenset(
 
 def is_fatal(exc: BaseException) -> bool:
     """True for failures a reconnect cannot fix (wrong pinned key, unsupported version)."""
-    if isinstance(exc, HandshakeFailed):
+    if isinstance(exc, HandshakeFailed | TLSFailed):
         return True
     if isinstance(exc, HavenRequestError):
         return exc.code in _FATAL_CODES
@@ -86,15 +88,22 @@ def _duty_on(i: int, *, queue: str) -> Request:
 class ResumingConnection(ConnectionCore):
     """Adds the supervisor: connect, and on every unexpected drop reconnect and resume."""
 
-    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Connect, then supervise: on every unexpected drop, reconnect and resume."""
-        async with trio.open_nursery() as bg:
+        async with anyio.create_task_group() as bg:
             self._bg = bg
             link: Link | None = await open_link(
-                bg, self._url, self._key, connect_timeout=self._connect_timeout
+                bg,
+                self._url,
+                self._key,
+                connect_timeout=self._connect_timeout,
+                ssl_context=self._ssl_context,
             )
             assert link is not None
             self._install(link)
+            self._set_state(ConnState.CONNECTED)
             self._ready.set()
             task_status.started()
             while link is not None:
@@ -102,7 +111,7 @@ class ResumingConnection(ConnectionCore):
                 if self._closing:
                     # ``close`` closes the current link, but a link that dropped just
                     # before is no longer current: close it here (idempotent).
-                    with trio.CancelScope(shield=True):
+                    with anyio.CancelScope(shield=True):
                         await link.aclose()
                     break
                 await link.aclose()
@@ -112,6 +121,7 @@ class ResumingConnection(ConnectionCore):
                 if not self._auto_resume or is_fatal(lost):
                     self._finish(lost)
                     break
+                self._set_state(ConnState.RECONNECTING)
                 link = await self._reconnect(link)
             if not self._closing:  # else ``close`` cancels, after the closing handshake
                 bg.cancel_scope.cancel()
@@ -125,19 +135,20 @@ class ResumingConnection(ConnectionCore):
     async def _reconnect(self, old: Link) -> Link | None:
         """Open a new link and resume onto it, with backoff; None if it gave up."""
         budget = self._budget(old)
-        deadline = trio.current_time() + budget
+        deadline = anyio.current_time() + budget
         last: BaseException = old.lost()
         for delay in backoff_delays(budget, first=old.retry_after):
-            await trio.sleep(delay)
-            remaining = deadline - trio.current_time()
+            await anyio.sleep(delay)
+            remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 break
             try:
                 link = await open_link(
-                    cast(trio.Nursery, self._bg),
+                    cast(anyio.abc.TaskGroup, self._bg),
                     self._url,
                     self._key,
                     connect_timeout=min(self._connect_timeout, remaining),
+                    ssl_context=self._ssl_context,
                 )
             except (ConnectionLost, HavenRequestError, HandshakeFailed) as exc:
                 if is_fatal(exc):
@@ -148,6 +159,7 @@ class ResumingConnection(ConnectionCore):
             self._install(link)
             if await self._restore(link):
                 self.resumes += 1
+                self._set_state(ConnState.RESUMED)
                 self._ready.set()
                 return link
             await link.done.wait()
@@ -211,7 +223,7 @@ class ResumingConnection(ConnectionCore):
                 else:
                     self._resumed(target, slot)
             if todo:
-                await trio.sleep(pause)
+                await anyio.sleep(pause)
         for target in todo:
             self._resume_failed(target, RateLimited(message="resume kept being rate limited"))
 

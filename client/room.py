@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol, TypeAlias, TypeVar
 
-import trio
+import anyio
 
 from haven.protocol.messages import (
     Announce,
@@ -261,7 +261,7 @@ class QueueTicket:
         self.token = token
         # Lossy: an application that only awaits ``room()`` must not stall the reader.
         self._stream: LossyStream[QueueEvent] = LossyStream(64)
-        self._matched = trio.Event()
+        self._matched = anyio.Event()
         self._room: Room | None = None
         self._error: BaseException | None = None
 

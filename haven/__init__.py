@@ -3,7 +3,7 @@
 Everything Haven installs lives under this one name, so it cannot collide with a
 user's own ``protocol`` or ``client`` module:
 
-* ``haven.client`` (and ``haven`` itself): the Python SDK for Trio;
+* ``haven.client`` (and ``haven`` itself): the Python SDK, for Trio and asyncio;
 * ``haven.protocol``: the wire protocol, pure and sans-IO;
 * ``haven.relay``: the relay server (``haven serve``);
 * ``haven.loadtest``: the load tester (``haven loadtest``).
@@ -20,23 +20,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from haven.client import (
+        ConnectFailed,
         Connection,
         ConnectionLost,
+        ConnState,
+        HandshakeFailed,
         HavenClientError,
         HavenRequestError,
         QueueTicket,
         Room,
+        TLSFailed,
+        UpgradeRefused,
         connect,
         parse_relay_key,
     )
 
 __all__ = [
+    "ConnState",
+    "ConnectFailed",
     "Connection",
     "ConnectionLost",
+    "HandshakeFailed",
     "HavenClientError",
     "HavenRequestError",
     "QueueTicket",
     "Room",
+    "TLSFailed",
+    "UpgradeRefused",
     "connect",
     "parse_relay_key",
 ]

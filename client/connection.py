@@ -291,6 +291,7 @@ async def connect(
     connect_timeout: float = CONNECT_TIMEOUT,
     event_buffer: int = EVENT_BUFFER,
     ssl_context: ssl.SSLContext | None = None,
+    keepalive: float | None = None,
 ) -> AsyncIterator[Connection]:
     """Connect to the relay at ``url`` whose static key is pinned as ``relay_key``.
 
@@ -301,7 +302,9 @@ async def connect(
     docstring; ``resume_timeout`` (seconds) bounds the reconnect attempts and defaults to
     the relay's ``resume_grace``. ``event_buffer`` bounds each room's event buffer.
     ``ssl_context`` is used for ``wss://`` URLs (default: the system's trust store);
-    a certificate it does not trust raises ``TLSFailed`` at once.
+    a certificate it does not trust raises ``TLSFailed`` at once. ``keepalive`` (seconds;
+    default a third of the relay's idle timeout, 0 for none) pings the relay when nothing
+    has arrived for that long, so NAT boxes and proxies keep a quiet connection open.
 
     Runs under Trio and under asyncio (the same API; the WebSocket is trio-websocket or
     ``websockets`` respectively).
@@ -317,6 +320,7 @@ async def connect(
         connect_timeout=connect_timeout,
         event_buffer=event_buffer,
         ssl_context=ssl_context,
+        keepalive=keepalive,
     )
     try:
         async with anyio.create_task_group() as nursery:

@@ -101,8 +101,10 @@ class ConnectionCore:
         connect_timeout: float = CONNECT_TIMEOUT,
         event_buffer: int = EVENT_BUFFER,
         ssl_context: ssl.SSLContext | None = None,
+        keepalive: float | None = None,
     ) -> None:
         self._url = url
+        self._keepalive = keepalive
         self._ssl_context = ssl_context
         self._key = relay_key
         self._auto_resume = auto_resume
@@ -360,6 +362,11 @@ class ConnectionCore:
         self._link = link
         self._welcome = link.welcome
         self._bg.start_soon(self._read, link)
+        interval = self._keepalive
+        if interval is None:  # a third of the relay's idle timeout, at least 5 s
+            interval = max(5.0, link.welcome.limits.idle_timeout / 3)
+        if interval > 0:
+            self._bg.start_soon(link.keep_alive, interval)
 
     def _link_down(self, link: Link) -> None:
         """Called by the link's reader as it exits: stop new requests, fail pending ones."""

@@ -35,6 +35,7 @@ from haven.protocol.session import (
     ClientSession,
     FrameRejected,
     HandshakeRejected,
+    PingDue,
     Pushed,
     Refused,
     ReplyReceived,
@@ -191,6 +192,32 @@ class Link:
         """Close the WebSocket politely (bounded by ``CLOSE_TIMEOUT``), then the socket."""
         self.broken = True
         await self.channel.aclose(code)
+
+    async def keep_alive(self, interval: float) -> None:
+        """Ping the relay whenever nothing has arrived for ``interval`` seconds, so NAT
+        boxes and proxies do not drop a quiet connection (runs until the link breaks).
+
+        The session says when (``next_deadline``) and seals the ping (``handle_timer``);
+        sealing happens under the send lock, so the ping keeps its place in nonce order.
+        Its ``pong`` matches no waiter and is dropped by the reader.
+        """
+        session = self.session
+        session.keepalive = interval
+        while True:
+            deadline = session.next_deadline()
+            if deadline is None:
+                return
+            await anyio.sleep(max(0.0, deadline - anyio.current_time()))
+            async with self._send_lock:
+                if self.broken:
+                    return
+                due = session.handle_timer(anyio.current_time())
+                if isinstance(due, PingDue):
+                    try:
+                        await self.channel.send(due.frame)
+                    except ChannelClosed as exc:
+                        self._closed(exc)
+                        return
 
     def fail_pending(self, error_factory: Callable[[], BaseException]) -> None:
         """Resolve every request still waiting with a fresh ``ConnectionLost``."""

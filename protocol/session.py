@@ -269,12 +269,12 @@ class ClientSession(_Machine):
     __slots__ = (
         "_handshake",
         "_handshake_deadline",
-        "_keepalive",
         "_last_rx",
         "_relay_key",
         "_transport",
         "challenge",
         "in_flight",
+        "keepalive",
         "next_id",
         "open_envelope",
         "retry_after",
@@ -297,7 +297,9 @@ class ClientSession(_Machine):
         self._relay_key = relay_key
         self._handshake: HandshakeState | None = nk_initiator(relay_key, PROLOGUE, e=e)
         self._handshake_deadline = None if handshake_timeout is None else now + handshake_timeout
-        self._keepalive = keepalive
+        #: Seconds of quiet after which ``handle_timer`` asks for a ``ping`` (``None``:
+        #: never). Settable: a shell may choose it once it has read the welcome.
+        self.keepalive = keepalive
         self._last_rx = now
         self._transport: Transport | None = None
         self.versions = tuple(versions)
@@ -436,8 +438,8 @@ class ClientSession(_Machine):
         """When ``handle_timer`` must next be called (``None``: no timer is running)."""
         if self.state is State.HANDSHAKE:
             return self._handshake_deadline
-        if self.state is State.OPEN and self._keepalive is not None:
-            return self._last_rx + self._keepalive
+        if self.state is State.OPEN and self.keepalive is not None:
+            return self._last_rx + self.keepalive
         return None
 
     def handle_timer(self, now: float) -> TimedOut | PingDue | None:

@@ -52,3 +52,14 @@ async def test_survive_a_drop_standalone_really_drops(nursery: trio.Nursery) -> 
     got = await load("survive_a_drop").main(info.url, info.key_text)
     assert got == [b"one", b"two", b"three"]
     assert info.relay.hub.stats["resumes"] >= 1  # the receiver's link was cut and resumed
+
+
+def test_asyncio_reload_runs_under_asyncio() -> None:
+    """The asyncio example, under ``asyncio.run`` as documented, against a real relay."""
+    import asyncio
+
+    from .netkit import relay_process
+
+    with relay_process() as relay:
+        got = asyncio.run(load("asyncio_reload").main(relay.url, relay.key))
+    assert got == [b"hello, I'm here to listen", b"take your time"]

@@ -175,6 +175,19 @@ async def _resume_a_queue_place_from_a_saved_token(relay: RelayProcess, tmp: Pat
             assert visitor_room.code == room.code
 
 
+async def _a_quiet_connection_is_kept_alive(relay: RelayProcess, tmp: Path) -> None:
+    async with haven.connect(relay.url, relay.key, keepalive=0.1) as conn:
+        await anyio.sleep(1.0)  # quiet: only keepalive pings go out
+        link = conn._link
+        assert link is not None
+        assert link.session.next_id >= 3  # at least two pings were sealed and sent
+        await conn.ping()  # and the connection is still in step
+    async with haven.connect(relay.url, relay.key, keepalive=0) as quiet:
+        await anyio.sleep(0.3)
+        assert quiet._link is not None
+        assert quiet._link.session.next_id == 1  # keepalive=0: none
+
+
 async def _draining_ends_in_gave_up(relay: RelayProcess, tmp: Path) -> None:
     async with haven.connect(relay.url, relay.key, resume_timeout=1.0) as conn:
         room = await conn.create_room()
@@ -227,6 +240,7 @@ SCENARIOS = [
     _resume_a_queue_place_from_a_saved_token,
     _wss_with_an_ssl_context,
     _a_refused_upgrade_is_typed,
+    _a_quiet_connection_is_kept_alive,
 ]
 
 

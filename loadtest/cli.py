@@ -32,8 +32,8 @@ from . import report as report_mod
 from . import slo as slo_mod
 from .relayproc import RelayStartError, SpawnedRelay, decode_key
 from .runner import CannotRun, RunOptions, relay_args_for, run
+from .spec import KINDS, LoadSpec
 from .wire import split_url
-from .worker import KINDS, LoadSpec
 
 EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_RUN = 0, 1, 2
 

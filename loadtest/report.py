@@ -16,7 +16,7 @@ from rich.table import Table
 from . import histo
 from .accounting import Counts
 from .relayproc import RelaySampler
-from .worker import LoadSpec, WorkerResult
+from .spec import LoadSpec, WorkerResult
 
 _TIMELINE_MAX_POINTS = 400
 #: Mean whole-host CPU (percent of one core, per core) above which the host saturated.

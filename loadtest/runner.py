@@ -31,8 +31,9 @@ from haven.protocol import messages as m
 from . import report as report_mod
 from . import slo as slo_mod
 from .relayproc import RelaySampler, SpawnedRelay
+from .spec import LoadSpec, WorkerResult
 from .wire import ReceiveHook, ReplyError, WireError, connect
-from .worker import LoadSpec, Worker, WorkerResult
+from .worker import Worker
 
 SATURATED_PERCENT = 90.0
 MODES = ("fixed", "ramp", "soak")

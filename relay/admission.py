@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from haven.protocol import messages as m
-from haven.protocol.errors import HavenError
 
 from .config import Config
 from .hub import Hub, Peer
@@ -92,21 +91,11 @@ class Admission:
         #: Other loads in 0..1 (intake queues' fill), counted like the three rates.
         self.fill_sources: list[Callable[[], float]] = []
         #: Totals for the metrics.
-        self.expensive_total = 0
         self.changes = 0
-        verify = hub.check_pow
-
-        def check_pow(peer: Peer, req: Any, now: float) -> None:
-            self._expensive += 1
-            self.expensive_total += 1
-            try:
-                verify(peer, req, now)
-            except HavenError:
-                # Tell the peer what it should have solved before it reads the error.
-                hub.out.append((peer, self.challenge_for(peer)))
-                raise
-
-        hub.check_pow = check_pow  # type: ignore[method-assign]
+        #: ``hub.expensive_requests`` at start and when last read (the hub counts
+        #: ``check_pow`` calls), and requests counted through ``note_expensive``.
+        self._hub_start = self._hub_expensive = hub.expensive_requests
+        self._noted = 0
 
     # ------------------------------------------------------------------ inputs
 
@@ -118,12 +107,24 @@ class Admission:
     def note_expensive(self, n: int = 1) -> None:
         """Count expensive requests that did not pass through ``hub.check_pow``."""
         self._expensive += n
-        self.expensive_total += n
+        self._noted += n
+
+    @property
+    def expensive_total(self) -> int:
+        """Expensive requests since start: the hub's ``check_pow`` calls and noted ones."""
+        return self.hub.expensive_requests - self._hub_start + self._noted
+
+    def _read_hub(self) -> None:
+        """Take in the expensive requests the hub counted since the last look."""
+        seen = self.hub.expensive_requests
+        self._expensive += seen - self._hub_expensive
+        self._hub_expensive = seen
 
     # --------------------------------------------------------------- controller
 
     def update(self, now: float, connections: int) -> int | None:
         """Recompute rates, load and difficulty; the new difficulty if it changed."""
+        self._read_hub()
         dt = now - self._last
         if dt <= 0:
             return None

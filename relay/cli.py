@@ -150,7 +150,7 @@ def _check_or_print(args: argparse.Namespace) -> int:
         config = load(
             {f.name: getattr(args, f.name) for f in scalar_fields()}, config_file=args.config
         )
-        flows.install(Hub(config, 0.0), config)  # parses queues, rooms, issuers
+        Hub(config, 0.0, extend=flows.extension(config))  # parses queues, rooms, issuers
         load_or_generate_key(config)
     except (ConfigError, KeyFileError, OSError, ValueError) as exc:
         print(f"haven: {exc}", file=sys.stderr)

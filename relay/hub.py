@@ -1,13 +1,14 @@
 """The relay's state and logic as one synchronous object: no I/O, time passed in.
 
 The Trio shell feeds the hub decoded requests (``handle``), connection losses
-(``disconnect``) and the passing of time (``tick``); the hub answers by appending
-``(peer, message)`` pairs to ``out``, which the shell encodes, encrypts and queues.
-Nothing here awaits, so one request is handled atomically and the whole room logic
-can be tested without a network.
+(``disconnect``) and the passing of time (``handle_timers`` whenever ``next_deadline``
+has come); the hub answers by appending ``(peer, message)`` pairs to ``out``, which the
+shell encodes, encrypts and queues. Nothing here awaits, so one request is handled
+atomically and the whole room logic can be tested without a network.
 
-Flows beyond plain rooms (intake queues, handoff, moderation, schedules, crisis) live
-in their own modules and register handlers through ``Hub.handlers``.
+Flows beyond plain rooms (intake queues, handoff, moderation, schedules, crisis) are one
+``Extension`` (``relay.extension``) the hub is built with: every hook the hub calls is
+a method of that interface, named where it is called.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from haven.protocol.errors import CodeFormatError, ErrorCode, HavenError, Reques
 from .aliases import new_alias
 from .budget import ROOM_BYTES, SEAT_BYTES, MemoryBudget
 from .config import Config
+from .extension import Extension, Handler, PlainRooms
 from .limits import TokenBucket
 from .rooms import EVENT_OVERHEAD, Room, Seat, event_bytes
-
-Handler = Callable[["Peer", Any, float], None]
+from .timers import Deadlines
 
 log = logging.getLogger("haven.hub")
 
@@ -96,9 +97,20 @@ def fail(code: ErrorCode, message: str | None = None, retry_after: float | None 
 class Hub:
     """All rooms, seats and resume tokens of one relay process."""
 
-    def __init__(self, config: Config, now: float) -> None:
+    def __init__(
+        self,
+        config: Config,
+        now: float,
+        extend: Callable[[Hub], Extension] | None = None,
+        on_error: Callable[[ErrorCode], None] | None = None,
+    ) -> None:
+        """``extend`` builds the flows on this hub (``PlainRooms`` without it);
+        ``on_error`` sees the code of every error reply (metrics)."""
         self.config = config
         self.started = now
+        #: The newest time the hub was given (for answers computed outside a request).
+        self.latest = now
+        self._on_error = on_error
         self.rooms: dict[str, Room] = {}
         self.tokens: dict[bytes, Any] = {}  #: resume token -> Seat (or a queue ticket)
         self.held: set[Seat] = set()  #: seats whose connection dropped
@@ -110,6 +122,10 @@ class Hub:
         self.peers = 0
         #: Current proof-of-work difficulty in bits (admission control adjusts it).
         self.pow_difficulty = 0
+        #: Expensive requests seen (``check_pow``), for admission control's rate.
+        self.expensive_requests = 0
+        #: When held seats give up and rooms expire (relay/timers.py): no scans.
+        self.timers: Deadlines[Seat | Room] = Deadlines()
         self.stats: dict[str, int] = {
             "messages": 0,
             "deliveries": 0,
@@ -121,8 +137,6 @@ class Hub:
         self.rooms_closed: dict[str, int] = {
             reason: 0 for reason in m.CLOSE_REASONS if reason != "taken_over"
         }
-        #: Observers called with each room as it ends (metrics, flows).
-        self.on_room_end: list[Callable[[Room], None]] = []
         self.handlers: dict[type[Any], Handler] = {
             m.Ping: self._ping,
             m.CreateRoom: self._create_room,
@@ -130,17 +144,18 @@ class Hub:
             m.Leave: self._leave,
             m.Send: self._send,
             m.Typing: self._typing,
-            m.Resume: self._resume,
+            m.Resume: self.resume_seat,
             m.Directory: self._directory,
         }
-        #: Resume handlers for other kinds of token (queue tickets), by object type.
-        self.resumers: dict[type[Any], Callable[[Peer, m.Resume, Any, float], None]] = {}
-        #: Extra directory entries (scheduled rooms not open yet), provided by flows.
-        self.directory_sources: list[Callable[[float], list[m.RoomInfo]]] = []
-        #: Callbacks run on every tick (queues, moderation expiry, schedules).
-        self.tickers: list[Callable[[float], None]] = []
-        #: Callbacks run when a peer disconnects (queues hold places in line).
-        self.on_disconnect: list[Callable[[Peer, float], None]] = []
+        #: The flows built on this hub: the only code the hub calls beyond its own.
+        self.ext: Extension = extend(self) if extend is not None else PlainRooms(self)
+        added = self.ext.handlers()
+        clash = set(added) & set(self.handlers)
+        if clash:
+            raise ValueError(f"an extension may not replace the hub's own handlers: {clash}")
+        self.handlers.update(added)
+        #: Resume handlers for tokens that are not seats (queue places), by target type.
+        self.resumers = dict(self.ext.resumers())
 
     # ------------------------------------------------------------ connection life
 
@@ -170,6 +185,7 @@ class Hub:
 
     def handle(self, peer: Peer, req: m.Request, now: float) -> None:
         """Handle one request; its reply (or typed error) and events land in ``out``."""
+        self.latest = now
         try:
             wait = self.charge(peer, now)
             if wait is not None:
@@ -197,6 +213,8 @@ class Hub:
 
     def error(self, peer: Peer, request_id: int, exc: HavenError) -> None:
         """Queue a typed error reply for ``peer``."""
+        if self._on_error is not None:
+            self._on_error(ErrorCode(exc.code))
         retry = None if exc.retry_after is None else max(1, round(exc.retry_after + 0.4999))
         error = m.Error(id=request_id, code=int(exc.code), message=exc.message, retry_after=retry)
         self.out.append((peer, error))
@@ -214,27 +232,54 @@ class Hub:
             return
         peer.closed = True
         self.peers -= 1
+        self.latest = max(self.latest, now)
+        grace = self.config.resume_grace
         for seat in list(peer.seats.values()):
             seat.peer = None
             seat.behind = None  # a resume says where the client really is
             seat.away_since = now
             self.held.add(seat)
+            self.timers.set(seat, now + grace)
             self._presence(seat, "away")
         peer.seats.clear()
-        for callback in self.on_disconnect:
-            callback(peer, now)
+        self.ext.on_disconnect(peer, now)
 
-    def tick(self, now: float) -> None:
-        """Expire held seats and rooms past their TTLs; run the flows' timers."""
-        grace = self.config.resume_grace
-        expired = [s for s in self.held if s.away_since is not None and now - s.away_since >= grace]
-        for seat in expired:
-            self.release(seat, "left")
-        for room in list(self.rooms.values()):
-            if now - room.created >= room.hard_ttl or now - room.last_activity >= room.idle_ttl:
-                self.close_room(room, "expired")
-        for ticker in self.tickers:
-            ticker(now)
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timers`` must next run: a held seat's grace or a room's TTL ends,
+        or a flow's timer is due (``None``: nothing is waiting)."""
+        own = self.timers.next()
+        theirs = self.ext.next_deadline()
+        if own is None:
+            return theirs
+        return own if theirs is None else min(own, theirs)
+
+    def handle_timers(self, now: float) -> None:
+        """Release held seats past their grace, end rooms past their TTLs, run the
+        flows' due timers. Only what is due is touched: nothing is scanned."""
+        self.latest = max(self.latest, now)
+        for key in self.timers.pop_due(now):
+            if isinstance(key, Room):
+                self._room_timer(key, now)
+            elif key in self.held:
+                self.release(key, "left")
+        if (theirs := self.ext.next_deadline()) is not None and theirs <= now:
+            self.ext.on_timer(now)
+
+    def _room_timer(self, room: Room, now: float) -> None:
+        """A room's TTL timer fired: end it, or (active since) wait for the new deadline.
+
+        Sends move ``last_activity`` without touching the timer (the hot path stays
+        free of heap work); the timer finds out here and sets itself again.
+        """
+        if self.rooms.get(room.code) is not room:
+            return
+        due = min(room.created + room.hard_ttl, room.last_activity + room.idle_ttl)
+        if due > now:
+            self.timers.set(room, due)
+        else:
+            self.close_room(room, "expired")
 
     # ------------------------------------------------------------------- helpers
 
@@ -431,6 +476,7 @@ class Hub:
             last_activity=now,
         )
         self.rooms[code] = room
+        self.timers.set(room, min(now + room.hard_ttl, now + room.idle_ttl))
         self.stats["rooms_created"] += 1
         return room
 
@@ -479,6 +525,7 @@ class Hub:
         del room.seats[seat.alias]
         self.forget_tokens(seat)
         self.held.discard(seat)
+        self.timers.cancel(seat)
         if seat.peer is not None:
             seat.peer.seats.pop(room.code, None)
             seat.peer = None
@@ -523,6 +570,7 @@ class Hub:
         for seat in room.seats.values():
             self.forget_tokens(seat)
             self.held.discard(seat)
+            self.timers.cancel(seat)
             if seat.peer is not None:
                 seat.peer.seats.pop(room.code, None)
                 seat.peer = None
@@ -532,8 +580,8 @@ class Hub:
         room.pending.clear()
         room.removed_tokens.clear()
         self.rooms.pop(room.code, None)
-        for observer in self.on_room_end:
-            observer(room)
+        self.timers.cancel(room)
+        self.ext.on_room_end(room)
 
     # ------------------------------------------------------------------ handlers
 
@@ -543,13 +591,22 @@ class Hub:
     def check_pow(self, peer: Peer, req: Any, now: float) -> None:
         """Proof-of-work gate for expensive requests (create room, request help, handoff).
 
-        ``pow_difficulty`` is set by admission control; at 0 no work is asked for.
+        ``pow_difficulty`` is set by admission control; at 0 no work is asked for. Each
+        call counts towards admission control's rate of expensive requests. A peer whose
+        proof fails is sent the current challenge first, so it can solve the right one.
         """
-        pow.verify(peer.pow_seed, req.id, self.pow_difficulty, req.pow)
+        self.expensive_requests += 1
+        try:
+            pow.verify(peer.pow_seed, req.id, self.pow_difficulty, req.pow)
+        except HavenError:
+            challenge = m.Challenge(seed=peer.pow_seed, difficulty=self.pow_difficulty)
+            self.out.append((peer, m.ChallengeUpdate(challenge=challenge)))
+            raise
 
     def is_moderator_for(self, peer: Peer, room_code: str | None) -> bool:
-        """Whether the peer's token lets it moderate ``room_code`` (flows override)."""
-        return False
+        """Whether the peer's token lets it moderate ``room_code`` now (the extension
+        decides; the plain relay has no moderators)."""
+        return self.ext.is_moderator_for(peer, room_code, self.latest)
 
     def _create_room(self, peer: Peer, req: m.CreateRoom, now: float) -> None:
         self.check_pow(peer, req, now)
@@ -577,13 +634,11 @@ class Hub:
         self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, seat.join_seq)))
 
     def _join(self, peer: Peer, req: m.Join, now: float) -> None:
+        self.ext.prepare_join(peer, req.room, now)
         room = self.find_room(req.room)
-        self.check_join(peer, room, now)
+        self.ext.check_join(peer, room, now)
         seat = self.add_seat(peer, room, now, moderator=self.is_moderator_for(peer, room.code))
         self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, seat.join_seq)))
-
-    def check_join(self, peer: Peer, room: Room, now: float) -> None:
-        """Extra join rules (scheduled rooms); the base relay has none."""
 
     def _leave(self, peer: Peer, req: m.Leave, now: float) -> None:
         seat = self.seat_of(peer, req.room)
@@ -606,18 +661,13 @@ class Hub:
         self.stats["messages"] += 1
         # Power is derived from the sender's live token now, not from a stored flag.
         if room.premoderated and not self.is_moderator_for(peer, room.code):
-            item = self.hold_for_moderation(seat, req.body, now)
+            item = self.ext.hold_for_moderation(seat, req.body, now)
             self.reply(peer, m.Sent(id=req.id, room=room.code, item=item))
             return
         seq = room.next_seq()
         event = m.Deliver(room=room.code, seq=seq, sender=seat.alias, body=req.body)
         self.broadcast(room, event, seq, seat)
         self.reply(peer, m.Sent(id=req.id, room=room.code, seq=seq))
-
-    def hold_for_moderation(self, seat: Seat, body: bytes, now: float) -> int:
-        """Pre-moderation (provided by the moderation flow)."""
-        fail(ErrorCode.UNEXPECTED_MESSAGE, "pre-moderation is not available")
-        return 0  # pragma: no cover
 
     def _typing(self, peer: Peer, req: m.Typing, now: float) -> None:
         seat = self.seat_of(peer, req.room)
@@ -630,7 +680,8 @@ class Hub:
         self.ephemeral(seat.room, m.TypingEvent(room=seat.room.code, alias=seat.alias), seat)
         self.reply(peer, m.Ok(id=req.id))
 
-    def _resume(self, peer: Peer, req: m.Resume, now: float) -> None:
+    def resume_seat(self, peer: Peer, req: m.Resume, now: float) -> None:
+        """``resume``: a seat by its token (other targets go to ``resumers``)."""
         target = self.tokens.get(req.token)
         if target is None:
             self.stats["resume_failed"] += 1
@@ -667,6 +718,7 @@ class Hub:
         seat.peer = peer
         seat.away_since = None
         self.held.discard(seat)
+        self.timers.cancel(seat)
         peer.seats[room.code] = seat
         self.stats["resumes"] += 1
         self.reply(peer, m.Joined(id=req.id, seat=self.seat_view(seat, after, resumed=True)))
@@ -710,7 +762,6 @@ class Hub:
             for room in self.rooms.values()
             if room.listed and room.schedule is None
         ]
-        for source in self.directory_sources:
-            entries.extend(source(now))
+        entries.extend(self.ext.directory(now))
         # Capped so the reply always fits the codec's item budget (docs/protocol.md).
         self.reply(peer, m.Rooms(id=req.id, rooms=tuple(entries[:MAX_DIRECTORY])))

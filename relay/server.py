@@ -14,7 +14,6 @@ import base64
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -37,7 +36,7 @@ from .trim import trim_heap
 
 log = logging.getLogger("haven.relay")
 
-TICK = 1.0  #: seconds between housekeeping passes
+TICK = 1.0  #: seconds between the per-connection and relay-wide housekeeping passes
 MAX_SHED_STEPS = 64  #: most holders shed in one housekeeping pass
 TRIM_AFTER_ROOMS = 1000  #: rooms ended in one pass that make the relay trim its heap
 TRIM_INTERVAL = 60.0  #: seconds between two heap trims at most
@@ -80,9 +79,13 @@ class Relay:
         self.static_key = static_key
         self.public_key = noise.public_bytes(static_key.public_key())
         self.prologue = PROLOGUE
-        self.hub = Hub(config, trio.current_time())
+        self.hub = Hub(
+            config,
+            trio.current_time(),
+            extend=flows.extension(config),
+            on_error=self._request_failed,
+        )
         self.admission = Admission(config, self.hub, trio.current_time())
-        flows.install(self.hub, config)
         self.connections: set[ClientSocket] = set()
         #: Connections still in their handshake (oldest first), with its cancel scope.
         self.pending: dict[ClientSocket, trio.CancelScope] = {}
@@ -113,13 +116,10 @@ class Relay:
             resume_buffer=config.resume_buffer,
             idle_timeout=math.ceil(config.idle_timeout),
         )
-        hub_error = self.hub.error
 
-        def counted_error(peer: Any, request_id: int, exc: Any) -> None:
-            self.metrics.request_error(ErrorCode(exc.code))
-            hub_error(peer, request_id, exc)
-
-        self.hub.error = counted_error  # type: ignore[method-assign]
+    def _request_failed(self, code: ErrorCode) -> None:
+        """The hub answered a request with an error (counted by code, nothing else)."""
+        self.metrics.request_error(code)
 
     # ----------------------------------------------------------- called by connections
 
@@ -238,16 +238,31 @@ class Relay:
             log.exception("connection task failed")
 
     async def housekeeping(self) -> None:
-        """Once a second: expire seats and rooms, ping quiet peers, close idle ones."""
+        """The hub's timers at their deadlines; once a second, the relay-wide passes.
+
+        Seats, rooms and the flows' state expire by deadline (``hub.next_deadline``;
+        nothing scans the rooms). The once-a-second pass is for what is per connection
+        or relay-wide: each session's idle and keepalive deadline (a timer per
+        connection would move on every frame received), admission control's rates and
+        the memory budget's sums. A deadline set while the loop sleeps (a new room, a
+        dropped seat) is later than the wake-up already planned, or at most a second
+        away from it.
+        """
         expected = trio.current_time() + TICK
         while True:
-            await trio.sleep_until(expected)
+            due = self.hub.next_deadline()
+            await trio.sleep_until(expected if due is None else min(expected, due))
             now = trio.current_time()
+            due = self.hub.next_deadline()
+            if due is not None and due <= now:
+                rooms = len(self.hub.rooms)
+                self.hub.handle_timers(now)
+                self._trim_after_mass_expiry(rooms - len(self.hub.rooms), now)
+            if now < expected:
+                self.flush()
+                continue
             self.metrics.loop_lag.set(max(0.0, now - expected))
             expected = now + TICK
-            rooms = len(self.hub.rooms)
-            self.hub.tick(now)
-            self._trim_after_mass_expiry(rooms - len(self.hub.rooms), now)
             self.keep_to_budget()
             self.admission.tick(now, self.connections, len(self.connections))
             for conn in list(self.connections):

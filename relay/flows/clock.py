@@ -16,13 +16,15 @@ from collections.abc import Callable
 class Clock:
     """Maps the hub's monotonic ``now`` to Unix time."""
 
-    __slots__ = ("anchor_now", "anchor_wall", "latest")
+    __slots__ = ("anchor_now", "anchor_wall", "epoch", "latest")
 
     def __init__(self, wall_now: Callable[[], float], now: float) -> None:
         self.anchor_wall = wall_now()
         self.anchor_now = now
         #: The newest ``now`` the flows have seen (for hooks that are not given one).
         self.latest = now
+        #: Bumped by every re-anchoring: timers computed in wall time are then stale.
+        self.epoch = 0
 
     def wall(self, now: float) -> float:
         """Unix time at monotonic time ``now``."""
@@ -37,3 +39,4 @@ class Clock:
         self.anchor_wall = wall
         self.anchor_now = now
         self.latest = now
+        self.epoch += 1

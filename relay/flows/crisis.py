@@ -40,6 +40,7 @@ class Crisis:
         room = seat.room
         last = self.last_flag.get(seat)
         if last is None or now - last >= self.interval:
+            self.last_flag.pop(seat, None)  # re-inserted: the dict stays oldest first
             self.last_flag[seat] = now
             alert = m.CrisisAlert(room=room.code, alias=seat.alias)
             for moderator in self.auth.live_moderators(room):
@@ -60,10 +61,19 @@ class Crisis:
         self.queues.escalate(target.peer, req.queue, now)
         self.hub.reply(peer, m.Ok(id=req.id))
 
-    def tick(self, now: float) -> None:
-        stale = [s for s, t in self.last_flag.items() if now - t >= self.interval]
-        for seat in stale:
-            del self.last_flag[seat]
+    def next_deadline(self) -> float | None:
+        """When the oldest flag stops counting (flags are kept oldest first)."""
+        for flagged in self.last_flag.values():
+            return flagged + self.interval
+        return None
+
+    def on_timer(self, now: float) -> None:
+        last_flag = self.last_flag
+        while last_flag:
+            seat, flagged = next(iter(last_flag.items()))
+            if now - flagged < self.interval:
+                break
+            del last_flag[seat]
 
     def on_room_end(self, room: Room) -> None:
         for seat in [s for s in self.last_flag if s.room is room]:

@@ -142,7 +142,15 @@ class Handoffs:
 
     # ------------------------------------------------------------- lifecycle
 
-    def tick(self, now: float) -> None:
+    def next_deadline(self) -> float | None:
+        """When the oldest invite expires (invites are kept in expiry order)."""
+        order = self.order
+        # Drop used invites from the front so the deque stays bounded by live ones.
+        while order and self.by_room.get(order[0].room) is not order[0]:
+            order.popleft()
+        return order[0].expires if order else None
+
+    def on_timer(self, now: float) -> None:
         """Forget expired invites (oldest first; used ones are skipped)."""
         order = self.order
         while order and order[0].expires <= now:

@@ -29,6 +29,7 @@ from haven.protocol.errors import ErrorCode
 
 from ..hub import Hub, Peer, fail
 from ..rooms import EVENT_OVERHEAD, PendingEntry, Room, Seat
+from ..timers import Deadlines
 from .auth import Auth
 from .settings import FlowSettings
 
@@ -51,15 +52,22 @@ class RemovedSeat:
 class Moderation:
     """Moderation requests and the pre-moderation hook."""
 
-    def __init__(self, hub: Hub, settings: FlowSettings, auth: Auth) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        settings: FlowSettings,
+        auth: Auth,
+        before_close: Callable[[Room, float], None] | None = None,
+    ) -> None:
         self.hub = hub
         self.auth = auth
         self.limits = settings.moderation
-        self.with_pending: set[Room] = set()
+        #: Rooms with held messages, due when their oldest held message expires.
+        self.with_pending: Deadlines[Room] = Deadlines()
         self.removed_tokens: dict[bytes, RemovedSeat] = {}
         self.removed_peers: dict[Room, set[Peer]] = {}
         #: Called before a moderator closes a room (schedules keep it closed).
-        self.before_close: list[Callable[[Room, float], None]] = []
+        self.before_close = before_close
 
     # ------------------------------------------------------------ pre-moderation
 
@@ -85,7 +93,8 @@ class Moderation:
         room.pending[item] = PendingEntry(
             item=item, author=seat, body=body, expires=now + limits.pending_ttl
         )
-        self.with_pending.add(room)
+        if room not in self.with_pending:
+            self.with_pending.set(room, now + limits.pending_ttl)
         event = m.Pending(
             room=room.code, item=m.PendingItem(item=item, alias=seat.alias, body=body)
         )
@@ -159,8 +168,10 @@ class Moderation:
             self.hub.private(
                 entry.author, m.Denied(room=room.code, item=entry.item, reason=EXPIRED_REASON)
             )
-        if not room.pending:
-            self.with_pending.discard(room)
+        if room.pending:
+            self.with_pending.set(room, min(e.expires for e in room.pending.values()))
+        else:
+            self.with_pending.cancel(room)
 
     # ------------------------------------------------------------ members
 
@@ -245,20 +256,31 @@ class Moderation:
                 fail(ErrorCode.FORBIDDEN, "only the staff seat can close a direct room")
         else:
             self.auth.moderator_seat(peer, req.room, now)
-        for callback in self.before_close:
-            callback(room, now)
+        if self.before_close is not None:
+            self.before_close(room, now)
         self.hub.close_room(room, "closed")
         self.hub.reply(peer, m.Ok(id=req.id))
 
     # ------------------------------------------------------------ lifecycle
 
-    def tick(self, now: float) -> None:
-        for room in list(self.with_pending):
+    def next_deadline(self) -> float | None:
+        """When a held message expires, or a removed member's token is forgotten."""
+        pending = self.with_pending.next()
+        for removed in self.removed_tokens.values():  # oldest first
+            forget = removed.since + self.hub.config.resume_grace
+            return forget if pending is None else min(pending, forget)
+        return pending
+
+    def on_timer(self, now: float) -> None:
+        for room in self.with_pending.pop_due(now):
             self._expire_room(room, now)
         grace = self.hub.config.resume_grace
-        stale = [t for t, r in self.removed_tokens.items() if now - r.since >= grace]
-        for token in stale:
-            del self.removed_tokens[token]
+        tokens = self.removed_tokens
+        while tokens:
+            token, removed = next(iter(tokens.items()))
+            if now - removed.since < grace:
+                break
+            del tokens[token]
             if isinstance(self.hub.tokens.get(token), RemovedSeat):
                 del self.hub.tokens[token]
 
@@ -267,7 +289,7 @@ class Moderation:
             peers.discard(peer)
 
     def on_room_end(self, room: Room) -> None:
-        self.with_pending.discard(room)
+        self.with_pending.cancel(room)
         self.removed_peers.pop(room, None)
         for token in [t for t, r in self.removed_tokens.items() if r.room is room]:
             del self.removed_tokens[token]

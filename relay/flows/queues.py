@@ -28,6 +28,7 @@ from haven.protocol.errors import ErrorCode
 from ..budget import TICKET_BYTES
 from ..hub import Hub, Peer, fail
 from ..rooms import Seat
+from ..timers import Deadlines
 from .auth import Auth
 from .settings import FlowSettings, QueueDef
 
@@ -81,10 +82,9 @@ class Queues:
         self.hub = hub
         self.auth = auth
         self.lines = {name: Line(d) for name, d in settings.queues.items()}
-        self.away: set[Ticket] = set()  #: waiting tickets whose connection dropped
+        #: Waiting tickets whose connection dropped, due at the end of their grace.
+        self.away: Deadlines[Ticket] = Deadlines()
         self.matched: dict[Ticket, None] = {}  #: matched tickets, oldest first
-        #: The hub's own seat resume (a matched ticket resumes the visitor's seat).
-        self._resume_seat = hub.handlers[m.Resume]
         #: Observers of each match: (queue name, seconds waited). For aggregate metrics.
         self.on_match: list[Callable[[str, float], None]] = []
 
@@ -125,7 +125,7 @@ class Queues:
         """Drop a waiting ticket: out of line, token dead."""
         self.lines[ticket.queue].discard(ticket)
         self.hub.tokens.pop(ticket.token, None)
-        self.away.discard(ticket)
+        self.away.cancel(ticket)
         if ticket.peer is not None and ticket.peer.tickets.get(ticket.queue) is ticket:
             del ticket.peer.tickets[ticket.queue]
         ticket.peer = None
@@ -196,7 +196,8 @@ class Queues:
             self.matched.pop(ticket, None)
             if seat.room.seats.get(seat.alias) is not seat:
                 fail(ErrorCode.RESUME_FAILED)
-            self._resume_seat(peer, m.Resume(id=req.id, token=seat.token, after=req.after), now)
+            resume = m.Resume(id=req.id, token=seat.token, after=req.after)
+            self.hub.resume_seat(peer, resume, now)
             return
         holder = peer.tickets.get(ticket.queue)
         if holder is not None and holder is not ticket:
@@ -209,7 +210,7 @@ class Queues:
         self.hub.tokens[ticket.token] = ticket
         ticket.peer = peer
         ticket.away_since = None
-        self.away.discard(ticket)
+        self.away.cancel(ticket)
         peer.tickets[ticket.queue] = ticket
         self._reply_queued(peer, req.id, ticket)
 
@@ -298,22 +299,28 @@ class Queues:
 
     def on_disconnect(self, peer: Peer, now: float) -> None:
         """Hold the peer's places for the grace window; it is off duty everywhere."""
+        grace = self.hub.config.resume_grace
         for ticket in peer.tickets.values():
             ticket.peer = None
             ticket.away_since = now
-            self.away.add(ticket)
+            self.away.set(ticket, now + grace)
         peer.tickets.clear()
         for line in self.lines.values():
             line.duty.discard(peer)
 
-    def tick(self, now: float) -> None:
+    def next_deadline(self) -> float | None:
+        """The next place held past its grace, or matched token to forget."""
+        away = self.away.next()
+        if self.matched:
+            first = next(iter(self.matched)).matched_at + self.hub.config.resume_grace
+            return first if away is None else min(away, first)
+        return away
+
+    def on_timer(self, now: float) -> None:
         """Give up places held past the grace window; expire matched tokens."""
         grace = self.hub.config.resume_grace
-        expired = [
-            t for t in self.away if t.away_since is not None and now - t.away_since >= grace
-        ]
         moved = set()
-        for ticket in expired:
+        for ticket in self.away.pop_due(now):
             self._forget(ticket)
             moved.add(ticket.queue)
         for name in moved:

@@ -32,7 +32,7 @@ from haven.protocol import codes
 from haven.protocol import messages as m
 from haven.protocol.errors import CodeFormatError, ErrorCode
 
-from ..hub import Handler, Hub, Peer, bucket_members, fail
+from ..hub import Hub, Peer, bucket_members, fail
 from ..rooms import Room
 from .clock import Clock
 from .settings import WEEKDAYS, RoomDef
@@ -120,7 +120,11 @@ class Schedules:
         self.clock = clock
         self.rooms = [ScheduledRoom(d) for d in rooms]
         self.by_code = {r.code: r for r in self.rooms}
-        self._join: Handler = hub.handlers[m.Join]
+        #: When ``on_timer`` must next run: the nearest window boundary, or at once
+        #: (``-inf``) after something that may change it (start, a room ended, the clock
+        #: re-anchored: see ``Clock.epoch``).
+        self._due = float("-inf")
+        self._epoch = clock.epoch
 
     def name_of(self, code: str) -> str | None:
         """The configured name of the scheduled room with ``code`` (moderator scopes)."""
@@ -148,9 +152,23 @@ class Schedules:
         scheduled.room = room
         return room
 
-    def tick(self, now: float) -> None:
+    def next_deadline(self) -> float | None:
+        if not self.rooms:
+            return None
+        if self._epoch != self.clock.epoch:
+            return float("-inf")
+        return self._due
+
+    def on_timer(self, now: float) -> None:
+        """Open rooms whose window began, close those whose window ended; then wait for
+        the next boundary of any configured window."""
         wall = self.clock.wall(now)
+        self._epoch = self.clock.epoch
+        nearest = float("inf")
         for scheduled in self.rooms:
+            current = scheduled.recurrence.window_at(wall)
+            boundary = current[1] if current is not None else scheduled.recurrence.next_open(wall)
+            nearest = min(nearest, boundary)
             window = scheduled.window(wall)
             room = scheduled.room
             if room is not None and self.hub.rooms.get(room.code) is not room:
@@ -160,6 +178,7 @@ class Schedules:
                     self.hub.close_room(room, "schedule")
             elif room is None and scheduled.code not in self.hub.rooms:
                 self._open(scheduled, window, now)
+        self._due = now + (nearest - wall)
 
     def before_close(self, room: Room, now: float) -> None:
         """A moderator closes a scheduled room: keep it closed for this window."""
@@ -173,13 +192,15 @@ class Schedules:
         scheduled = room.schedule
         if isinstance(scheduled, ScheduledRoom) and scheduled.room is room:
             scheduled.room = None
+            self._due = float("-inf")  # reopened at once if its window is still open
 
     # ------------------------------------------------------------- requests
 
-    def join(self, peer: Peer, req: m.Join, now: float) -> None:
-        """``join`` that knows scheduled rooms: not open yet, or open it now."""
+    def prepare_join(self, room_text: str, now: float) -> None:
+        """Before a ``join`` looks its room up: a scheduled room is not open yet
+        (``NOT_OPEN_YET``), or opens now."""
         try:
-            code = codes.parse_room_code(req.room)
+            code = codes.parse_room_code(room_text)
         except CodeFormatError:
             code = None
         scheduled = self.by_code.get(code) if code is not None else None
@@ -190,7 +211,6 @@ class Schedules:
                 fail(ErrorCode.NOT_OPEN_YET, retry_after=scheduled.opens_in(wall))
             elif scheduled.room is None and code not in self.hub.rooms:
                 self._open(scheduled, window, now)
-        self._join(peer, req, now)
 
     def check_join(self, peer: Peer, room: Room, now: float) -> None:
         """Part of the hub's join check: never admit to a scheduled room out of hours."""

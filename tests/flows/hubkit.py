@@ -31,8 +31,7 @@ class Kit:
         sections.update(extra)
         self.operator = operator
         self.config = Config(port=0, metrics_port=None, extra=sections)
-        self.hub = Hub(self.config, 0.0)
-        flows.install(self.hub, self.config, wall_now=lambda: WALL)
+        self.hub = Hub(self.config, 0.0, extend=flows.extension(self.config, wall_now=lambda: WALL))
         self.now = 0.0
         self.ids: dict[Peer, int] = {}
 
@@ -68,7 +67,7 @@ class Kit:
 
     def tick(self, seconds: float) -> None:
         self.now += seconds
-        self.hub.tick(self.now)
+        self.hub.handle_timers(self.now)
 
 
 def error_code(reply: Any) -> int:

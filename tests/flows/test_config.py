@@ -36,12 +36,12 @@ def test_the_example_config_loads_and_installs() -> None:
     assert not friday.listed
     assert friday.code == "5aet-zgvr-7j11-fjm3-n8m8-wa5k-awcn"
     assert settings.moderation.pending_ttl == 600
-    hub = Hub(config, 0.0)
-    flows.install(hub, config, wall_now=lambda: 1_730_653_200.0)  # Sunday 2024-11-03 17:00 UTC
+    # Sunday 2024-11-03 17:00 UTC
+    hub = Hub(config, 0.0, extend=flows.extension(config, wall_now=lambda: 1_730_653_200.0))
     installed = flows.installed(hub)
     assert installed.schedules.by_code[friday.code].definition == friday
-    with pytest.raises(RuntimeError):
-        flows.install(hub, config)
+    with pytest.raises(TypeError):
+        flows.installed(Hub(config, 0.0))  # a hub built without the flows
 
 
 def base(**sections: Any) -> Config:
@@ -90,4 +90,4 @@ def test_a_relay_refuses_to_start_with_bad_flow_config(tmp_path: Path) -> None:
     path.write_text('[[queues]]\nname = "helpline"\nmax_length = -1\n')
     config = load({}, env={}, config_file=path)
     with pytest.raises(ConfigError, match="max_length"):
-        flows.install(Hub(config, 0.0), config)
+        Hub(config, 0.0, extend=flows.extension(config))

@@ -114,8 +114,7 @@ raw_frames = st.one_of(
 @given(st.lists(st.one_of(envelopes(), raw_frames), min_size=1, max_size=12))
 def test_every_frame_is_handled_or_refused_with_a_typed_error(inputs: list[bytes]) -> None:
     config = Config(port=0, metrics_port=None, extra={"queues": [{"name": "helpline"}]})
-    hub = Hub(config, 0.0)
-    flows.install(hub, config, wall_now=lambda: 1_730_624_400.0)
+    hub = Hub(config, 0.0, extend=flows.extension(config, wall_now=lambda: 1_730_624_400.0))
     peer = hub.connect(0.0)
     client, relay = _session()
     now = 0.0
@@ -134,7 +133,7 @@ def test_every_frame_is_handled_or_refused_with_a_typed_error(inputs: list[bytes
             hub.bad_request(peer, exc, exc.request_id, now)
         else:
             hub.handle(peer, request, now)
-        hub.tick(now)
+        hub.handle_timers(now)
         out, hub.out = hub.out, []
         for _, message in out:
             padded = frames.pad(codec.encode(message))  # every reply fits the limits

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from haven.protocol import messages as m
 from haven.protocol.errors import ErrorCode
 from haven.relay.config import Config
+from haven.relay.extension import PlainRooms
 from haven.relay.hub import Hub, Peer
+from haven.relay.rooms import Room
 
 
 class Member:
@@ -203,10 +207,10 @@ def test_grace_window_expiry_on_tick() -> None:
     code, (a, b), seats = room_of(hub, 2)
     hub.disconnect(a.peer, 10.0)
     route(hub)
-    hub.tick(39.0)
+    hub.handle_timers(39.0)
     route(hub)
     assert seats[0].token in hub.tokens
-    hub.tick(40.0)
+    hub.handle_timers(40.0)
     route(hub)
     assert seats[0].token not in hub.tokens
     assert [p.event for p in b.take(m.Presence)] == ["away", "left"]
@@ -257,10 +261,21 @@ def test_leave_releases_the_seat_and_tells_the_room() -> None:
     assert not hub.held
 
 
+class RecordsRoomEnds(PlainRooms):
+    """A plain relay whose extension notes each room that ends."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub)
+        self.ended: list[str] = []
+
+    def on_room_end(self, room: Room) -> None:
+        self.ended.append(room.code)
+
+
 def test_room_is_forgotten_when_the_last_member_goes() -> None:
-    hub = new_hub()
-    ended: list[str] = []
-    hub.on_room_end.append(lambda room: ended.append(room.code))
+    hub = Hub(Config(port=0, metrics_port=None), 0.0, extend=RecordsRoomEnds)
+    assert isinstance(hub.ext, RecordsRoomEnds)
+    ended = hub.ext.ended
     code, (a, b), _ = room_of(hub, 2)
     send(a, code, b"something private")
     a.request(lambda i: m.Leave(id=i, room=code))
@@ -279,16 +294,16 @@ def test_room_ttls_on_tick() -> None:
     hub = new_hub()
     idle, (a,), _ = room_of(hub, 1, idle_ttl=10)
     hard, (b,), _ = room_of(hub, 1, idle_ttl=100, hard_ttl=20)
-    hub.tick(9.0)
+    hub.handle_timers(9.0)
     send(b, hard, b"keep alive", 9.0)
     route(hub)
     assert idle in hub.rooms
-    hub.tick(10.0)
+    hub.handle_timers(10.0)
     route(hub)
     assert idle not in hub.rooms
     assert [(c.room, c.reason) for c in a.take(m.RoomClosed)] == [(idle, "expired")]
     send(b, hard, b"still busy", 19.0)
-    hub.tick(20.0)
+    hub.handle_timers(20.0)
     route(hub)
     assert hard not in hub.rooms
     assert [(c.room, c.reason) for c in b.take(m.RoomClosed)] == [(hard, "expired")]
@@ -298,7 +313,7 @@ def test_held_seats_of_an_ended_room_are_dropped() -> None:
     hub = new_hub(resume_grace=100)
     code, (a, _b), seats = room_of(hub, 2, idle_ttl=10)
     hub.disconnect(a.peer, 1.0)
-    hub.tick(12.0)
+    hub.handle_timers(12.0)
     route(hub)
     assert code not in hub.rooms
     assert seats[0].token not in hub.tokens
@@ -322,3 +337,38 @@ def test_request_ids_and_rate_limit_use_the_given_time() -> None:
     route(hub)
     (err,) = a.take(m.Error)
     assert err.code == ErrorCode.BAD_REQUEST_ID
+
+
+def test_timers_touch_only_what_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 idle rooms: a timer pass when nothing is due looks at none of them, and
+    each seat and room expires at its own deadline (no once-a-second scan)."""
+    hub = new_hub(room_idle_ttl=600.0, resume_grace=60.0, max_rooms=20_000)
+    members = [member(hub) for _ in range(10_000)]
+    for mem in members:
+        mem.request(lambda r: m.CreateRoom(id=r, kind="group"))
+    codes = list(hub.rooms)
+    assert len(codes) == 10_000
+    hub.disconnect(members[0].peer, 5.0)  # its seat is held until 65.0
+    assert hub.next_deadline() == 65.0
+
+    looked: list[object] = []
+    real = hub._room_timer
+
+    def spy(room: Room, now: float) -> None:
+        looked.append(room)
+        real(room, now)
+
+    monkeypatch.setattr(hub, "_room_timer", spy)
+    hub.handle_timers(64.9)
+    assert looked == []
+    assert len(hub.held) == 1
+    hub.handle_timers(65.0)  # the held seat gives up: its room empties and ends
+    assert not hub.held
+    assert looked == []
+    assert codes[0] not in hub.rooms
+    busy = hub.rooms[codes[1]]
+    busy.last_activity = 300.0  # active later: its timer moves on when it fires
+    hub.handle_timers(600.0)
+    assert len(looked) == 9_999
+    assert list(hub.rooms) == [codes[1]]
+    assert hub.timers.get(busy) == 900.0

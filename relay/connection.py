@@ -56,7 +56,7 @@ from haven.protocol.session import (
 )
 
 if TYPE_CHECKING:
-    from .hub import Peer
+    from .peer import Peer
     from .server import Relay
 
 log = logging.getLogger("haven.connection")

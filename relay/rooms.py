@@ -24,7 +24,7 @@ from .budget import MemoryBudget
 from .limits import TokenBucket
 
 if TYPE_CHECKING:
-    from .hub import Peer
+    from .peer import Peer
 
 
 #: Bytes a kept or sent event is counted for beyond its body: the Python objects that

@@ -96,10 +96,13 @@ class RelayProcess:
     proc: subprocess.Popen[str]
     url: str
     key: bytes | None
+    #: How the cell is reported: the kind, or "base" for Haven from ``--baseline``.
+    label: str = ""
     ps: psutil.Process = field(init=False)
 
     def __post_init__(self) -> None:
         self.ps = psutil.Process(self.proc.pid)
+        self.label = self.label or self.kind
 
     def cpu_seconds(self) -> float:
         t = self.ps.cpu_times()
@@ -120,11 +123,27 @@ class RelayProcess:
         return int(self.proc.returncode)
 
 
+#: Set by ``--baseline DIR``: another checkout of Haven, run as relay "base" (same flags).
+BASELINE: Path | None = None
+
+
 def start_relay(kind: str, cpu: int | None, profile: Path | None = None) -> RelayProcess:
-    """Start a relay on 127.0.0.1 with a free port; parse its first stdout line."""
+    """Start a relay on 127.0.0.1 with a free port; parse its first stdout line.
+
+    ``kind`` "base" is Haven from the ``--baseline`` checkout (an older commit, say),
+    started from that directory (``python -m haven``, or ``python -m relay.cli`` for
+    checkouts from before the ``haven`` namespace), so before and after are measured in
+    one run with the same generator.
+    """
+    label = kind
+    root = ROOT
+    if kind == "base":
+        assert BASELINE is not None, "relay 'base' needs --baseline DIR"
+        kind, root = "haven", BASELINE
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     py = [sys.executable]
+    module = ["haven"] if (root / "haven" / "__main__.py").exists() else ["relay.cli"]
     if profile is not None and kind == "bare":
         py += ["-m", "cProfile", "-o", str(profile)]
     if kind == "haven" and profile is not None:
@@ -137,13 +156,13 @@ def start_relay(kind: str, cpu: int | None, profile: Path | None = None) -> Rela
         cmd = [*py, "-m", "bench.bare_relay", "--host", "127.0.0.1", "--port", "0"]
     else:
         cmd = [
-            *py, "-m", "haven", "serve", "--host", "127.0.0.1", "--port", "0",
+            *py, "-m", *module, "serve", "--host", "127.0.0.1", "--port", "0",
             "--metrics-port", "0", *HAVEN_BENCH_FLAGS,
         ]  # fmt: skip
     # The relay's log (stderr) is discarded unless asked for: nothing is written to disk.
     stderr = None if SHOW_RELAY_STDERR else subprocess.DEVNULL
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=ROOT
+        cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=root
     )
     if cpu is not None:
         os.sched_setaffinity(proc.pid, {cpu})
@@ -155,7 +174,7 @@ def start_relay(kind: str, cpu: int | None, profile: Path | None = None) -> Rela
     if kind == "haven" and line.startswith("haven relay ws://") and words[3].startswith("key="):
         text = words[3][4:]
         key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        return RelayProcess(kind, proc, words[2], key)
+        return RelayProcess(kind, proc, words[2], key, label)
     proc.kill()
     proc.wait()
     raise RuntimeError(f"{kind} relay did not start: {line!r} (see --relay-stderr)")
@@ -251,7 +270,7 @@ def run_cell(relay: RelayProcess, w: Workload, args: argparse.Namespace) -> dict
     sent = sum(r["sent"] for r in results)
     delivered = sum(r["delivered"] for r in results)
     return {
-        "relay": relay.kind,
+        "relay": relay.label,
         "workload": w.name,
         "room_size": w.room_size,
         "rooms": w.rooms,
@@ -282,7 +301,7 @@ def run_idle(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         warm = 50
         specs = [
             WorkerSpec(
-                kind=kind, url=relay.url, relay_key=relay.key, index=i, rooms=n, room_size=2,
+                kind=relay.kind, url=relay.url, relay_key=relay.key, index=i, rooms=n, room_size=2,
                 mode="idle", cpu=args.gen_cpu, warm_connections=warm,
             )
             for i, n in enumerate(rooms)
@@ -330,13 +349,13 @@ def print_table(cells: list[dict[str, Any]]) -> None:
         )
 
 
-def ratios(cells: list[dict[str, Any]]) -> dict[str, float]:
-    """Haven / bare deliveries per second, per workload."""
+def ratios(cells: list[dict[str, Any]], relay: str = "haven") -> dict[str, float]:
+    """``relay`` / bare deliveries per second, per workload."""
     by = {(c["workload"], c["relay"]): c for c in cells}
     out = {}
-    for (name, relay), cell in by.items():
+    for (name, label), cell in by.items():
         bare = by.get((name, "bare"))
-        if relay == "haven" and bare and bare["deliveries_per_s"]:
+        if label == relay and bare and bare["deliveries_per_s"]:
             out[name] = cell["deliveries_per_s"] / bare["deliveries_per_s"]
     return out
 
@@ -407,7 +426,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per cell")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
-    p.add_argument("--relays", default="bare,haven", help="comma list: bare,haven")
+    p.add_argument("--relays", default="bare,haven", help="comma list: bare,haven,base")
+    p.add_argument("--baseline", type=Path, help="checkout run as relay 'base' (before/after)")
     p.add_argument("--only", default=",".join(WORKLOADS), help="comma list of workloads")
     p.add_argument("--window2", default="1,4", help="closed2 windows per member (comma list)")
     p.add_argument("--window10", default="1,2", help="closed10 windows per member (comma list)")
@@ -428,9 +448,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global SHOW_RELAY_STDERR
+    global SHOW_RELAY_STDERR, BASELINE
     args = parse_args(argv)
     SHOW_RELAY_STDERR = args.relay_stderr
+    BASELINE = args.baseline.resolve() if args.baseline is not None else None
     workloads = expand([WORKLOADS[n] for n in args.only.split(",") if n], args)
     relays = [r for r in args.relays.split(",") if r]
     print(
@@ -457,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     rat = ratios(cells)
     for name, r in rat.items():
         print(f"Haven / bare deliveries/s, {name}: {r:.2f}x")
+    base_rat = ratios(cells, "base")
+    for name, r in base_rat.items():
+        print(f"base / bare deliveries/s, {name}: {r:.2f}x")
     idle = []
     if args.idle > 0:
         for kind in relays:
@@ -495,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "cells": cells,
             "ratios": rat,
+            "baseline_ratios": base_rat,
             "idle": idle,
             "profile": profile,
         }

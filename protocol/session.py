@@ -22,7 +22,7 @@ matching, the close-code mapping and the state machine exist once.
     hello = session.receive_hello(first_message)  # Hello, or raises Refusal
     ws.send(session.accept(welcome))              # Noise NK message 2 (welcome)
     request = session.receive(frame)              # Request; FrameRejected / DecodeError
-    ws.send(session.seal_padded(padded_event))    # the relay's fan-out path
+    ws.send(session.seal_padded(padded_event))    # fan-out: pad once, seal per peer
 
 Time comes in as an argument (``now``); ``next_deadline()`` says when the shell must call
 ``handle_timer(now)`` next (the handshake deadline, a keepalive ping that is due, an
@@ -270,7 +270,6 @@ class ClientSession(_Machine):
         "_handshake",
         "_handshake_deadline",
         "_last_rx",
-        "_relay_key",
         "_transport",
         "challenge",
         "in_flight",
@@ -294,7 +293,6 @@ class ClientSession(_Machine):
         e: X25519PrivateKey | None = None,
     ) -> None:
         super().__init__(CLIENT_TRANSITIONS)
-        self._relay_key = relay_key
         self._handshake: HandshakeState | None = nk_initiator(relay_key, PROLOGUE, e=e)
         self._handshake_deadline = None if handshake_timeout is None else now + handshake_timeout
         #: Seconds of quiet after which ``handle_timer`` asks for a ``ping`` (``None``:
@@ -469,16 +467,21 @@ class Refusal(Exception):
         self.reply = reply
 
 
+_RELAY_VERSIONS = frozenset({PROTOCOL_VERSION})
+
+
 class RelaySession(_Machine):
     """The relay side of one connection: the handshake, then open/seal per frame.
 
     The per-frame methods are the relay's hot path, so after ``accept`` they are the
-    transport's own bound methods (``seal_padded``) or one thin call (``receive``).
+    transport's: ``receive`` is one thin call, and a shell on its hottest path may call
+    ``session.transport.seal_padded`` itself (the relay's fan-out does: no extra call
+    and no per-connection bound method to keep).
     """
 
     __slots__ = (
-        "_handshake", "idle_timeout", "last_ping", "last_rx", "ping_interval", "seal",
-        "seal_padded", "transport", "versions",
+        "_handshake", "idle_timeout", "last_ping", "last_rx", "ping_interval", "transport",
+        "versions",
     )  # fmt: skip
 
     def __init__(
@@ -486,7 +489,7 @@ class RelaySession(_Machine):
         static_key: X25519PrivateKey,
         *,
         prologue: bytes = PROLOGUE,
-        versions: Iterable[int] = (PROTOCOL_VERSION,),
+        versions: Iterable[int] = _RELAY_VERSIONS,
         e: X25519PrivateKey | None = None,
         now: float = 0.0,
         idle_timeout: float = float("inf"),
@@ -497,14 +500,12 @@ class RelaySession(_Machine):
         self.idle_timeout = idle_timeout
         self.ping_interval = ping_interval
         self._handshake: HandshakeState | None = nk_responder(static_key, prologue, e=e)
-        self.versions = frozenset(versions)
+        # Shared when it is the default: a frozenset per connection would cost 216 bytes.
+        self.versions = versions if isinstance(versions, frozenset) else frozenset(versions)
         self.transport: Transport | None = None
         #: When the last bytes came in and the last keepalive ping went out.
         self.last_rx = now
         self.last_ping = now
-        #: After ``accept``: seal one envelope / one padded envelope into a frame.
-        self.seal: Callable[[bytes], bytes] = _not_open
-        self.seal_padded: Callable[[bytes], bytes] = _not_open
 
     @staticmethod
     def check_subprotocols(offered: Iterable[str]) -> str:
@@ -551,8 +552,6 @@ class RelaySession(_Machine):
         message = hs.write_message(pad(encode(welcome)))
         transport = Transport(*hs.split())
         self.transport = transport
-        self.seal = transport.seal
-        self.seal_padded = transport.seal_padded
         self._handshake = None
         self.last_rx = now
         self._advance(Input.WELCOME)
@@ -570,6 +569,20 @@ class RelaySession(_Machine):
         if transport is None:
             raise SessionStateError(f"the session is {self.state.value}, not open")
         return decode_request(transport.open(frame))
+
+    def seal(self, envelope: bytes) -> bytes:
+        """Pad and seal one envelope into a frame (after ``accept``)."""
+        return self._open_transport().seal(envelope)
+
+    def seal_padded(self, padded: bytes) -> bytes:
+        """Seal an already padded envelope (pad once, seal per recipient)."""
+        return self._open_transport().seal_padded(padded)
+
+    def _open_transport(self) -> Transport:
+        transport = self.transport
+        if transport is None:
+            raise SessionStateError(f"the session is {self.state.value}, not open")
+        return transport
 
     def fail(self) -> None:
         """A frame was rejected; the session is over."""

@@ -389,10 +389,11 @@ class ClientSocket:
     def push_padded(self, padded: bytes) -> None:
         """Encrypt one padded envelope for this peer and queue it (no await)."""
         session = self.session
-        if self.closing or session is None:
+        if self.closing or session is None or session.transport is None:
             return
         try:
-            sealed = session.seal_padded(padded)
+            # The session's transport directly: this is the fan-out's innermost call.
+            sealed = session.transport.seal_padded(padded)
         except ProtocolError:
             self.close(close_code(ErrorCode.NONCE_EXHAUSTED), "session exhausted")
             return

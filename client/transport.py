@@ -182,18 +182,12 @@ async def _open_trio(
             stream = await trio.open_tcp_stream(host, port)
             if secure:
                 assert ssl_context is not None
-                tls = trio.SSLStream(
+                stream = trio.SSLStream(
                     stream, ssl_context, server_hostname=host, https_compatible=True
                 )
-                stream = tls
                 # Handshake now, so a certificate failure is an error here rather than
                 # a WebSocket upgrade that never completes.
-                await tls.do_handshake()
-        except Exception as exc:
-            if stream is not None:
-                await trio.aclose_forcefully(stream)
-            raise _connect_failure(exc) from None
-        try:
+                await stream.do_handshake()
             async with trio.open_nursery() as nursery:
                 ws = await trio_websocket.wrap_client_stream(
                     nursery,
@@ -209,13 +203,17 @@ async def _open_trio(
                 await done.wait()
                 nursery.cancel_scope.cancel()  # trio-websocket's reader, if still there
         except* trio_websocket.ConnectionRejected as group:
-            await trio.aclose_forcefully(stream)
             rejected = group.exceptions[0]
             assert isinstance(rejected, trio_websocket.ConnectionRejected)
             raise UpgradeRefused(rejected.status_code) from None
         except* Exception as group:
-            await trio.aclose_forcefully(stream)
             raise _connect_failure(group) from None
+        finally:
+            # Whatever ended this task (a failure, the channel closed, a cancellation
+            # while connecting), the socket does not outlive it.
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
 
     channel: Channel = await tg.start(hold)
     return channel

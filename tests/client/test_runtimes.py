@@ -188,6 +188,50 @@ async def _a_quiet_connection_is_kept_alive(relay: RelayProcess, tmp: Path) -> N
         assert quiet._link.session.next_id == 1  # keepalive=0: none
 
 
+async def _without_auto_resume_a_cut_ends_it(relay: RelayProcess, tmp: Path) -> None:
+    proxy = Proxy(relay.port)
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        url = f"ws://127.0.0.1:{proxy.port}/"
+        async with haven.connect(url, relay.key, auto_resume=False) as conn:
+            room = await conn.create_room()
+            proxy.cut()
+            with pytest.raises(haven.ConnectionLost), anyio.fail_after(10):
+                async for _ in room.events():
+                    pass
+            assert conn.closed
+            assert conn.state is haven.ConnState.GAVE_UP
+            with pytest.raises(haven.ConnectionLost):
+                await conn.ping()
+        tg.cancel_scope.cancel()
+
+
+async def _a_seat_that_cannot_be_resumed_ends_typed(relay: RelayProcess, tmp: Path) -> None:
+    """Away longer than the relay's grace (1 s here): the connection comes back, the
+    room's stream ends with ``ResumeFailed``, and the connection works on."""
+    proxy = Proxy(relay.port)
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        url = f"ws://127.0.0.1:{proxy.port}/"
+        async with (
+            haven.connect(relay.url, relay.key) as alice,
+            haven.connect(url, relay.key, resume_timeout=30) as bob,
+        ):
+            room = await alice.create_room()
+            theirs = await bob.join(room.code)
+            proxy.offline = True
+            proxy.cut()
+            await anyio.sleep(1.5)  # past the relay's 1 s grace: the seat is gone
+            proxy.offline = False
+            with pytest.raises(ResumeFailed), anyio.fail_after(20):
+                async for _ in theirs.events():
+                    pass
+            await state_reached(bob, haven.ConnState.RESUMED)
+            assert room.code not in bob.rooms
+            await bob.ping()
+        tg.cancel_scope.cancel()
+
+
 async def _draining_ends_in_gave_up(relay: RelayProcess, tmp: Path) -> None:
     async with haven.connect(relay.url, relay.key, resume_timeout=1.0) as conn:
         room = await conn.create_room()
@@ -253,6 +297,21 @@ def test_sdk_behaviour(
     tmp_path: Path,
 ) -> None:
     run(backend, scenario, relay, tmp_path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_auto_resume_a_cut_ends_the_connection(
+    backend: str, relay: RelayProcess, tmp_path: Path
+) -> None:
+    run(backend, _without_auto_resume_a_cut_ends_it, relay, tmp_path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_seat_that_cannot_be_resumed_ends_with_resume_failed(
+    backend: str, tmp_path: Path
+) -> None:
+    with relay_process("--resume-grace", "1") as short_grace:
+        run(backend, _a_seat_that_cannot_be_resumed_ends_typed, short_grace, tmp_path)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

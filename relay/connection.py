@@ -157,6 +157,7 @@ class ClientSocket:
                 relay.pending.pop(self, None)
             relay.metrics.handshake_ok(trio.current_time() - accepted)
             self.peer = relay.hub.connect(trio.current_time(), sink=self, pow_seed=self.pow_seed)
+            relay.session_opened(self)
             relay.flush()
             async with trio.open_nursery() as nursery:
                 self._scope = nursery.cancel_scope

@@ -32,6 +32,7 @@ from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
 from .pages import Site, serve_pages
 from .rooms import EVENT_OVERHEAD, event_bytes
+from .timers import Deadlines
 from .trim import trim_heap
 
 log = logging.getLogger("haven.relay")
@@ -87,6 +88,10 @@ class Relay:
         )
         self.admission = Admission(config, self.hub, trio.current_time())
         self.connections: set[ClientSocket] = set()
+        #: Open sessions by their idle/keepalive deadline. Frames received move a
+        #: session's deadline without touching this heap: when the old one comes, the
+        #: session says whether it is really due, and the timer is set again.
+        self.session_timers: Deadlines[ClientSocket] = Deadlines()
         #: Connections still in their handshake (oldest first), with its cancel scope.
         self.pending: dict[ClientSocket, trio.CancelScope] = {}
         self.draining = False
@@ -212,7 +217,20 @@ class Relay:
         conn.drop_backlog()
         conn.close(close_code(ErrorCode.SLOW_CONSUMER), "slow consumer")
 
+    def session_opened(self, conn: ClientSocket) -> None:
+        """A handshake completed: its session's idle and keepalive deadline starts."""
+        self._session_timer(conn)
+
+    def _session_timer(self, conn: ClientSocket) -> None:
+        session = conn.session
+        deadline = session.next_deadline() if session is not None else None
+        if deadline is None or conn.closing:
+            self.session_timers.cancel(conn)
+        else:
+            self.session_timers.set(conn, deadline)
+
     def connection_closed(self, conn: ClientSocket) -> None:
+        self.session_timers.cancel(conn)
         self.connections.discard(conn)
         if self.draining and not self.connections:
             self._drain_done.set()
@@ -238,26 +256,31 @@ class Relay:
             log.exception("connection task failed")
 
     async def housekeeping(self) -> None:
-        """The hub's timers at their deadlines; once a second, the relay-wide passes.
+        """Timers at their deadlines; once a second, the relay-wide passes.
 
-        Seats, rooms and the flows' state expire by deadline (``hub.next_deadline``;
-        nothing scans the rooms). The once-a-second pass is for what is per connection
-        or relay-wide: each session's idle and keepalive deadline (a timer per
-        connection would move on every frame received), admission control's rates and
-        the memory budget's sums. A deadline set while the loop sleeps (a new room, a
-        dropped seat) is later than the wake-up already planned, or at most a second
-        away from it.
+        Seats, rooms and the flows' state expire by deadline (``hub.next_deadline``),
+        and so do sessions (idle close, keepalive ping: ``session_timers``); nothing
+        scans every room or connection. The once-a-second pass is what is relay-wide:
+        admission control's rates and the memory budget's sums. A deadline set while
+        the loop sleeps (a new room, a dropped seat, a new session) is later than the
+        wake-up already planned, or at most a second away from it.
         """
         expected = trio.current_time() + TICK
         while True:
-            due = self.hub.next_deadline()
-            await trio.sleep_until(expected if due is None else min(expected, due))
+            wake = expected
+            for due in (self.hub.next_deadline(), self.session_timers.next()):
+                if due is not None and due < wake:
+                    wake = due
+            await trio.sleep_until(wake)
             now = trio.current_time()
             due = self.hub.next_deadline()
             if due is not None and due <= now:
                 rooms = len(self.hub.rooms)
                 self.hub.handle_timers(now)
                 self._trim_after_mass_expiry(rooms - len(self.hub.rooms), now)
+            for conn in self.session_timers.pop_due(now):
+                conn.on_timer(now)
+                self._session_timer(conn)
             if now < expected:
                 self.flush()
                 continue
@@ -265,15 +288,6 @@ class Relay:
             expected = now + TICK
             self.keep_to_budget()
             self.admission.tick(now, self.connections, len(self.connections))
-            for conn in list(self.connections):
-                # Each session knows its own idle and keepalive deadline (sans-IO); this
-                # once-a-second pass only asks which have passed (cheaper than a timer
-                # per connection, whose deadline every received frame would move).
-                session = conn.session
-                if session is not None and not conn.closing:
-                    deadline = session.next_deadline()
-                    if deadline is not None and deadline <= now:
-                        conn.on_timer(now)
             self.flush()
 
     def _trim_after_mass_expiry(self, ended: int, now: float) -> None:

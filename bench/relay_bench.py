@@ -154,6 +154,8 @@ def start_relay(kind: str, cpu: int | None, profile: Path | None = None) -> Rela
         ]  # fmt: skip
     elif kind == "bare":
         cmd = [*py, "-m", "bench.bare_relay", "--host", "127.0.0.1", "--port", "0"]
+    elif kind == "asyncio":
+        cmd = [*py, "-m", "bench.asyncio_relay", "--host", "127.0.0.1", "--port", "0"]
     else:
         cmd = [
             *py, "-m", *module, "serve", "--host", "127.0.0.1", "--port", "0",
@@ -171,6 +173,9 @@ def start_relay(kind: str, cpu: int | None, profile: Path | None = None) -> Rela
     words = line.split()
     if kind == "bare" and line.startswith("bare relay ws://"):
         return RelayProcess(kind, proc, words[2], None)
+    if kind == "asyncio" and line.startswith("asyncio relay ws://"):
+        # The same plain forwarding contract as the bare relay: the same generator.
+        return RelayProcess("bare", proc, words[2], None, "asyncio")
     if kind == "haven" and line.startswith("haven relay ws://") and words[3].startswith("key="):
         text = words[3][4:]
         key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -336,27 +341,29 @@ def run_idle(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def print_table(cells: list[dict[str, Any]]) -> None:
     head = (
-        f"{'workload':<12} {'relay':<6} {'msg/s':>8} {'deliv/s':>8} {'p50 ms':>7} "
+        f"{'workload':<12} {'relay':<7} {'msg/s':>8} {'deliv/s':>8} {'p50 ms':>7} "
         f"{'p99 ms':>7} {'relay CPU':>9} {'gen CPU':>8} {'errors':>6}"
     )
     print(head)
     print("-" * len(head))
     for c in cells:
         print(
-            f"{c['workload']:<12} {c['relay']:<6} {c['messages_per_s']:>8.0f} "
+            f"{c['workload']:<12} {c['relay']:<7} {c['messages_per_s']:>8.0f} "
             f"{c['deliveries_per_s']:>8.0f} {c['p50_ms']:>7.2f} {c['p99_ms']:>7.2f} "
             f"{c['relay_cpu_pct']:>8.0f}% {c['generator_cpu_pct']:>7.0f}% {c['errors']:>6}"
         )
 
 
-def ratios(cells: list[dict[str, Any]], relay: str = "haven") -> dict[str, float]:
-    """``relay`` / bare deliveries per second, per workload."""
+def ratios(
+    cells: list[dict[str, Any]], relay: str = "haven", against: str = "bare"
+) -> dict[str, float]:
+    """``relay`` / ``against`` deliveries per second, per workload."""
     by = {(c["workload"], c["relay"]): c for c in cells}
     out = {}
     for (name, label), cell in by.items():
-        bare = by.get((name, "bare"))
-        if label == relay and bare and bare["deliveries_per_s"]:
-            out[name] = cell["deliveries_per_s"] / bare["deliveries_per_s"]
+        other = by.get((name, against))
+        if label == relay and other and other["deliveries_per_s"]:
+            out[name] = cell["deliveries_per_s"] / other["deliveries_per_s"]
     return out
 
 
@@ -426,7 +433,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per cell")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
-    p.add_argument("--relays", default="bare,haven", help="comma list: bare,haven,base")
+    p.add_argument(
+        "--relays", default="bare,haven", help="comma list: bare,asyncio,haven,base"
+    )
     p.add_argument("--baseline", type=Path, help="checkout run as relay 'base' (before/after)")
     p.add_argument("--only", default=",".join(WORKLOADS), help="comma list of workloads")
     p.add_argument("--window2", default="1,4", help="closed2 windows per member (comma list)")
@@ -481,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     base_rat = ratios(cells, "base")
     for name, r in base_rat.items():
         print(f"base / bare deliveries/s, {name}: {r:.2f}x")
+    asyncio_rat = ratios(cells, "haven", "asyncio")
+    for name, r in asyncio_rat.items():
+        print(f"Haven / asyncio deliveries/s, {name}: {r:.2f}x")
     idle = []
     if args.idle > 0:
         for kind in relays:
@@ -520,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             "cells": cells,
             "ratios": rat,
             "baseline_ratios": base_rat,
+            "haven_over_asyncio": asyncio_rat,
             "idle": idle,
             "profile": profile,
         }

@@ -28,6 +28,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from haven.protocol import messages as m
 from haven.protocol.session import (
     ClientSession,
     FrameRejected,
+    Pushed,
     ReplyReceived,
     Undecodable,
     Welcomed,
@@ -67,7 +69,7 @@ class WorkerSpec:
     index: int  #: worker number (names bare rooms apart)
     rooms: int
     room_size: int
-    mode: str  #: "closed", "open" or "idle"
+    mode: str  #: "closed", "open", "idle" or "setup"
     window: int = 1  #: closed loop: undelivered messages per member
     rate: float = 0.0  #: open loop: messages/s sent by this worker
     warmup: float = 2.0
@@ -476,6 +478,82 @@ def open_rooms(spec: WorkerSpec, rooms: int, first_room: int = 0) -> list[Client
     return clients
 
 
+def pair_setup(spec: WorkerSpec, room: int, gid: int) -> None:
+    """One pair setup, the connection-setup cost a relay pays when people arrive: two
+    connections (WebSocket upgrades; for Haven also Noise NK, then ``create_room`` and
+    ``join``), the first message from one to the other, and both hang up (with a reset,
+    so thousands of setups do not exhaust the loopback's ports in TIME_WAIT)."""
+    members = setup_room(spec, room, gid)
+    try:
+        first, second = members
+        body = bytes(spec.body_size)
+        if first.session is None or second.session is None:
+            first.sock.sendall(first.frame(body))
+            second.next_payload()
+            return
+        send = m.Send(id=first.session.take_id(), room=first.code, body=body)
+        first.sock.sendall(first.frame(first.session.send(send)))
+        while True:
+            event = second.session.receive(second.next_payload())
+            if isinstance(event, Pushed) and isinstance(event.message, m.Deliver):
+                return
+            if isinstance(event, FrameRejected | Undecodable):
+                raise BenchError(f"bad frame during a pair setup: {event}")
+    finally:
+        for client in members:
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.sock.close()
+
+
+def run_setups(spec: WorkerSpec, t0_ns: int) -> dict[str, Any]:
+    """``spec.rooms`` pair setups at a time, back to back, for warm-up + duration.
+
+    Counted when both the start and the end of a setup fall in the measured window;
+    the histogram holds each counted setup's time (µs).
+    """
+    window_start = t0_ns + int(spec.warmup * 1e9)
+    window_end = window_start + int(spec.duration * 1e9)
+    times: list[list[int]] = [[] for _ in range(spec.rooms)]
+    errors: list[str] = []
+
+    def loop(slot: int) -> None:
+        room = spec.index * 100_000 + slot
+        while (began := time.monotonic_ns()) < window_end:
+            try:
+                pair_setup(spec, room, room * 2)
+            except (BenchError, OSError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            done = time.monotonic_ns()
+            if began >= window_start and done <= window_end:
+                times[slot].append((done - began) // 1000)
+
+    time.sleep(max(0.0, (t0_ns - time.monotonic_ns()) / 1e9))
+    cpu0 = time.process_time()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(spec.rooms)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    hist = HdrHistogram(*HIST_ARGS)
+    counted = 0
+    for slot in times:
+        counted += len(slot)
+        for micros in slot:
+            hist.record_value(max(1, micros))
+    return {
+        "sent": counted,
+        "delivered": counted,
+        "other": 0,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        "cpu_s": time.process_time() - cpu0,  # warm-up included: an upper bound
+        "window_s": (window_end - window_start) / 1e9,
+        "max_lag_ms": 0.0,
+        "hist": hist.encode().decode("ascii"),
+    }
+
+
 def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
     """Process entry point (see the module docstring for the pipe protocol)."""
     _pin(spec.cpu)
@@ -490,6 +568,11 @@ def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
             pipe.send(("ready", len(clients)))
             pipe.recv()  # "stop"
             pipe.send(("result", {"connections": len(clients)}))
+            return
+        if spec.mode == "setup":
+            pipe.send(("ready", 0))
+            _, t0_ns = pipe.recv()
+            pipe.send(("result", run_setups(spec, t0_ns)))
             return
         clients = open_rooms(spec, spec.rooms)
         pipe.send(("ready", len(clients)))

@@ -81,6 +81,9 @@ WORKLOADS = {
     "closed2": Workload("closed2", 2, 50, "closed", window=4),
     "closed10": Workload("closed10", 10, 10, "closed", window=2),
     "open2": Workload("open2", 2, 100, "open", rate=2000.0),
+    #: 40 pair setups at a time: 2 connections (+ Noise, create, join for Haven) and
+    #: a first message each; figures are pairs per second and each setup's time.
+    "setup2": Workload("setup2", 2, 40, "setup"),
     "open10": Workload("open10", 10, 20, "open", rate=400.0),
 }
 

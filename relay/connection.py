@@ -174,8 +174,9 @@ class ClientSocket:
                 relay.hub.disconnect(self.peer, trio.current_time())
                 relay.flush()
             relay.connection_closed(self)
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self.stream)
+            # No close here: ``trio.serve_listeners`` (``Relay.serve``, the only caller)
+            # closes the stream forcefully as soon as this returns, cancelled or not;
+            # closing it twice cost a cancel scope and a checkpoint per connection.
 
     # --------------------------------------------------------------- handshake
 

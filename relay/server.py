@@ -37,7 +37,7 @@ from .trim import trim_heap
 
 log = logging.getLogger("haven.relay")
 
-TICK = 1.0  #: seconds between the per-connection and relay-wide housekeeping passes
+TICK = 1.0  #: seconds between the relay-wide housekeeping passes (admission, budget)
 MAX_SHED_STEPS = 64  #: most holders shed in one housekeeping pass
 TRIM_AFTER_ROOMS = 1000  #: rooms ended in one pass that make the relay trim its heap
 TRIM_INTERVAL = 60.0  #: seconds between two heap trims at most
@@ -254,6 +254,10 @@ class Relay:
             # Last line of defence: a bug in one connection must not end the relay (the
             # accept loop would die with it). The traceback passes the privacy filter.
             log.exception("connection task failed")
+        finally:
+            # Idempotent; ``run`` does it too, but a bug there must not leave the
+            # connection counted (and timed) forever.
+            self.connection_closed(conn)
 
     async def housekeeping(self) -> None:
         """Timers at their deadlines; once a second, the relay-wide passes.

@@ -49,8 +49,7 @@ def main() -> None:
     args = p.parse_args()
     config = Config(port=0, metrics_port=None, rate_per_s=1e9, rate_burst=10**9,
                     max_rooms=10**6)  # fmt: skip
-    hub = Hub(config, 0.0)
-    flows.install(hub, config)
+    hub = Hub(config, 0.0, extend=flows.extension(config))
     gc.collect()
     print(f"start                {rss():8.1f} MiB")
     now = 0.0
@@ -58,7 +57,7 @@ def main() -> None:
         fill(hub, args.rooms, args.messages, now)
         print(f"cycle {cycle}: {len(hub.rooms)} rooms  {rss():8.1f} MiB")
         now += config.room_hard_ttl + 1
-        hub.tick(now)
+        hub.handle_timers(now)
         gc.collect()
         assert not hub.rooms
         print(f"cycle {cycle}: expired        {rss():8.1f} MiB")

@@ -23,14 +23,17 @@ WALL = 1_730_624_400.0
 class Kit:
     """A hub with flows installed, plus request/reply helpers."""
 
-    def __init__(self, operator: Operator, **extra: Any) -> None:
+    def __init__(
+        self, operator: Operator, relay: dict[str, Any] | None = None, **extra: Any
+    ) -> None:
+        """``relay``: relay settings (``Config`` fields); ``extra``: flow sections."""
         sections: dict[str, Any] = {
             "issuers": [operator.entry()],
             "queues": [{"name": "helpline", "max_length": 5}, {"name": "other"}],
         }
         sections.update(extra)
         self.operator = operator
-        self.config = Config(port=0, metrics_port=None, extra=sections)
+        self.config = Config(port=0, metrics_port=None, extra=sections, **(relay or {}))
         self.hub = Hub(self.config, 0.0, extend=flows.extension(self.config, wall_now=lambda: WALL))
         self.now = 0.0
         self.ids: dict[Peer, int] = {}

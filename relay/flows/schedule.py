@@ -11,7 +11,7 @@ before the change (02:30 becomes 03:30 daylight time), as ``zoneinfo`` does.
   until the next opening; the directory lists listed rooms with ``opens_in``.
 * During the window the room exists under a fixed code: from the config (needed for a
   link-only room, whose link is handed out in advance), or drawn at start-up. It opens
-  on the first tick or join inside the window.
+  at the window's start (its timer) or on a join inside the window, whichever is first.
 * At the close every member gets ``room_closed`` with reason ``schedule`` and the room
   is dropped: seats, tokens, ring, pending items, all gone. The next window starts a
   fresh room under the same code.

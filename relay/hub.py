@@ -202,11 +202,15 @@ class Hub(RoomRequests):
         """Release held seats past their grace, end rooms past their TTLs, run the
         flows' due timers. Only what is due is touched: nothing is scanned."""
         self.latest = max(self.latest, now)
-        for key in self.timers.pop_due(now):
+        due = self.timers.pop_due(now)
+        # Held seats before rooms, as the old scan did: a room whose last member's grace
+        # ended in the same pass ends "empty" after its members heard "left".
+        for key in due:
+            if not isinstance(key, Room) and key in self.held:
+                self.release(key, "left")
+        for key in due:
             if isinstance(key, Room):
                 self._room_timer(key, now)
-            elif key in self.held:
-                self.release(key, "left")
         if (theirs := self.ext.next_deadline()) is not None and theirs <= now:
             self.ext.on_timer(now)
 

@@ -372,3 +372,19 @@ def test_timers_touch_only_what_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(looked) == 9_999
     assert list(hub.rooms) == [codes[1]]
     assert hub.timers.get(busy) == 900.0
+
+
+def test_a_seat_and_its_room_due_together_release_the_seat_first() -> None:
+    """Within one timer pass, held seats go before rooms: the others hear "left" before
+    the room closes as expired (the order the once-a-second scan had)."""
+    hub = new_hub(room_idle_ttl=100.0, resume_grace=60.0)
+    code, (a, b), _ = room_of(hub, 2)
+    hub.disconnect(a.peer, 40.0)  # grace ends at 100.0, with the room's idle TTL
+    route(hub)
+    b.inbox.clear()
+    hub.handle_timers(100.0)
+    route(hub)
+    events = [(type(e).__name__, getattr(e, "event", getattr(e, "reason", None)))
+              for e in b.inbox]  # fmt: skip
+    assert events == [("Presence", "left"), ("RoomClosed", "expired")]
+    assert code not in hub.rooms

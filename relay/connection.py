@@ -1,6 +1,7 @@
-"""One client connection: WebSocket (wsproto on a Trio stream), Noise, and two tasks.
+"""One client connection: WebSocket (``protocol.websocket``, sans-IO, on a Trio stream),
+Noise, and a reader task (plus a writer task only while one is needed).
 
-Why wsproto directly rather than trio-websocket on the relay side: trio-websocket
+Why not trio-websocket on the relay side: trio-websocket
 routes every received message through a memory channel and takes a lock plus a
 ``send_all`` for every sent frame. Fanning a room message out to nine peers that way
 costs nine awaits. Here a room message becomes nine frames appended synchronously to
@@ -29,30 +30,36 @@ import secrets
 from typing import TYPE_CHECKING
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection as WsFraming
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from haven.protocol import frames
 from haven.protocol.errors import DecodeError, ErrorCode, ProtocolError
 from haven.protocol.session import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
-    CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED_DATA,
     Refusal,
     RelaySession,
     TimedOut,
     close_code,
+)
+from haven.protocol.websocket import (
+    BINARY,
+    CLOSE,
+    MAX_HEAD,
+    PING,
+    PONG,
+    TEXT,
+    FrameReader,
+    FramingError,
+    Upgrade,
+    UpgradeError,
+    accept_response,
+    close_frame,
+    frame,
+    head_complete,
+    parse_close,
+    parse_upgrade,
+    reject_response,
 )
 
 if TYPE_CHECKING:
@@ -73,18 +80,12 @@ def _frame_header(length: int) -> bytes:
 
 
 #: Outbound transport frames have one of five sizes, so their WebSocket headers are
-#: constants. wsproto still parses everything inbound and builds every control frame;
-#: only this hot path, a few bytes per frame, is done by hand (wsproto took 3 µs of
-#: the ~10 µs a delivery costs; see docs/benchmarks.md).
+#: constants, looked up rather than built per frame.
 _FRAME_HEADERS: dict[int, bytes] = {size: _frame_header(size) for size in frames.WIRE_SIZES}
 
 
 #: Most WebSocket frames one message may arrive in (browsers and the SDKs send one).
 MAX_FRAGMENTS = 64
-
-
-class MessageTooBig(Exception):
-    """Internal: a message passed ``max_message_bytes`` or ``MAX_FRAGMENTS`` (close 1009)."""
 
 
 class HandshakeFailed(Exception):
@@ -103,17 +104,22 @@ class ClientSocket:
     """
 
     __slots__ = (
-        "_nursery", "_partial", "_partial_len", "_scope", "backlog", "buf", "closing", "dirty",
-        "fd", "frames", "peer", "pow_seed", "relay", "sending", "session", "stream", "writing",
-        "ws",
+        "_early", "_nursery", "_scope", "backlog", "buf", "close_sent", "closing", "dirty", "fd",
+        "frames", "peer", "pow_seed", "reader", "relay", "sending", "session", "stream",
+        "upgraded", "writing",
     )  # fmt: skip
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream) -> None:
         self.relay = relay
         self.stream = stream
-        #: The upgrade machinery until the handshake is accepted, then only the framing
-        #: state (dropping h11's buffers saves memory on every idle connection).
-        self.ws: WSConnection | WsFraming = WSConnection(ConnectionType.SERVER)
+        #: Client frames in (created when the upgrade request has been read).
+        self.reader: FrameReader | None = None
+        #: The 101 response went out: WebSocket frames may be sent from now on.
+        self.upgraded = False
+        #: A close frame went out: nothing may follow it.
+        self.close_sent = False
+        #: Frames that arrived behind the Noise handshake's first message.
+        self._early: list[tuple[int, bytes]] = []
         #: Created once the WebSocket upgrade is accepted (the Noise handshake's state).
         self.session: RelaySession | None = None
         self.peer: Peer | None = None
@@ -126,8 +132,6 @@ class ClientSocket:
         self._scope: trio.CancelScope | None = None
         #: A writer task is running (it exits when idle: see ``_wake_writer``).
         self.writing = False
-        self._partial: list[bytes] = []
-        self._partial_len = 0
         self.pow_seed = secrets.token_bytes(32)
         self.dirty = False  #: queued bytes await this flush's ``kick``
         self.sending = False  #: the writer task is inside ``send_all``
@@ -191,36 +195,37 @@ class ClientSocket:
 
     # --------------------------------------------------------------- handshake
 
-    async def _receive_events(self) -> None:
-        data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
-        if not data:
-            raise HandshakeFailed("eof")
-        try:
-            self.ws.receive_data(data)
-        except RemoteProtocolError:
-            raise HandshakeFailed("websocket") from None
+    async def _read_upgrade(self) -> Upgrade:
+        """Read the HTTP upgrade request; answer and give up if it is not a good one."""
+        data = b""
+        while True:
+            chunk = bytes(await self.stream.receive_some(MAX_HEAD))
+            if not chunk:
+                raise HandshakeFailed("eof")
+            data += chunk
+            try:
+                if head_complete(data):
+                    return parse_upgrade(data)
+            except UpgradeError as exc:
+                with trio.move_on_after(self.relay.config.close_timeout):
+                    await self.stream.send_all(reject_response(exc))
+                raise HandshakeFailed("websocket") from None
 
     async def _handshake(self) -> None:
         """WebSocket upgrade, then the two Noise NK messages; raises HandshakeFailed."""
         relay = self.relay
-        accepted = False
-        while not accepted:
-            await self._receive_events()
-            for event in self.ws.events():
-                if isinstance(event, Request):
-                    await self._accept(event)
-                    accepted = True
-                    break
-                raise HandshakeFailed("websocket")
+        config = relay.config
+        upgrade = await self._read_upgrade()
+        self.reader = FrameReader(config.max_message_bytes, MAX_FRAGMENTS)
+        await self._accept(upgrade)
         if relay.draining:
             await self._refuse(CLOSE_GOING_AWAY, "relay draining")
             raise HandshakeFailed("draining")
         if relay.at_capacity():
             await self._refuse(close_code(ErrorCode.SERVER_FULL), "relay full, retry later")
             raise HandshakeFailed("capacity")
-        msg1 = await self._first_binary_message()
+        msg1 = await self._first_binary_message(upgrade.rest)
         now = trio.current_time()
-        config = relay.config
         session = RelaySession(
             relay.static_key,
             prologue=relay.prologue,
@@ -232,127 +237,117 @@ class ClientSocket:
             session.receive_hello(msg1)
         except Refusal as refusal:
             if refusal.reply is not None:
-                await self.stream.send_all(self.ws.send(BytesMessage(data=refusal.reply)))
+                await self.stream.send_all(frame(BINARY, refusal.reply))
             await self._refuse(refusal.close_code, refusal.reason)
             raise HandshakeFailed(refusal.why) from None
         msg2 = session.accept(relay.welcome(self.pow_seed), now)
         self.session = session
-        await self.stream.send_all(self.ws.send(BytesMessage(data=msg2)))
+        await self.stream.send_all(frame(BINARY, msg2))
         session.last_rx = trio.current_time()
 
-    async def _accept(self, request: Request) -> None:
+    async def _accept(self, upgrade: Upgrade) -> None:
         # Only the subprotocol list is read from the upgrade request: never addresses
         # or forwarding headers.
         try:
-            subprotocol = RelaySession.check_subprotocols(request.subprotocols)
+            subprotocol = RelaySession.check_subprotocols(upgrade.subprotocols)
         except Refusal as refusal:
-            await self.stream.send_all(self.ws.send(AcceptConnection()))
+            # Accept without a subprotocol, then close with the typed code: a client
+            # learns why (a plain HTTP refusal would not tell it).
+            await self.stream.send_all(accept_response(upgrade.key, None))
+            self.upgraded = True
             await self._refuse(refusal.close_code, refusal.reason)
             raise HandshakeFailed(refusal.why) from None
-        data = self.ws.send(AcceptConnection(subprotocol=subprotocol))
-        if isinstance(self.ws, WSConnection) and self.ws.connection is not None:
-            self.ws = self.ws.connection
-        await self.stream.send_all(data)
+        await self.stream.send_all(accept_response(upgrade.key, subprotocol))
+        self.upgraded = True
 
-    async def _first_binary_message(self) -> bytes:
+    async def _first_binary_message(self, data: bytes) -> bytes:
+        """The first binary message (Noise message 1), answering pings on the way."""
+        reader = self.reader
+        assert reader is not None
         while True:
-            for event in self.ws.events():
-                if isinstance(event, BytesMessage):
-                    try:
-                        message = self._assemble(event)
-                    except MessageTooBig:
-                        await self._refuse(CLOSE_TOO_BIG, "message too big")
-                        raise HandshakeFailed("websocket") from None
-                    if message is not None:
-                        return message
-                elif isinstance(event, Ping):
-                    await self.stream.send_all(self.ws.send(event.response()))
-                else:
-                    is_text = isinstance(event, TextMessage)
-                    code = CLOSE_UNSUPPORTED_DATA if is_text else CLOSE_NORMAL
+            try:
+                events = reader.receive(data)
+            except FramingError as exc:
+                await self._refuse(exc.code, exc.reason)
+                raise HandshakeFailed("websocket") from None
+            for i, (opcode, payload) in enumerate(events):
+                if opcode == BINARY:
+                    self._early = events[i + 1 :]
+                    return payload
+                if opcode == PING:
+                    await self.stream.send_all(frame(PONG, payload))
+                elif opcode != PONG:
+                    code = CLOSE_UNSUPPORTED_DATA if opcode == TEXT else CLOSE_NORMAL
                     await self._refuse(code, "binary only")
                     raise HandshakeFailed("websocket")
-            await self._receive_events()
+            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            if not data:
+                raise HandshakeFailed("eof")
 
     async def _refuse(self, code: int, reason: str) -> None:
         """Send a close frame during the handshake (best effort) and give up."""
-        if self.ws.state is ConnectionState.OPEN:
+        if self.upgraded and not self.close_sent:
+            self.close_sent = True
             with trio.move_on_after(self.relay.config.close_timeout):
-                await self.stream.send_all(self.ws.send(CloseConnection(code=code, reason=reason)))
-
-    def _assemble(self, event: BytesMessage) -> bytes | None:
-        """Join message fragments; ``None`` until the message is complete.
-
-        Raises ``MessageTooBig`` past ``max_message_bytes`` or ``MAX_FRAGMENTS`` pieces:
-        counting only payload bytes let a flood of empty continuation frames grow the
-        fragment list without limit.
-        """
-        limit = self.relay.config.max_message_bytes
-        if event.message_finished and not self._partial:
-            if len(event.data) > limit:
-                raise MessageTooBig
-            return bytes(event.data)
-        self._partial.append(bytes(event.data))
-        self._partial_len += len(event.data)
-        if self._partial_len > limit or len(self._partial) > MAX_FRAGMENTS:
-            self._partial.clear()
-            self._partial_len = 0
-            raise MessageTooBig
-        if not event.message_finished:
-            return None
-        data = b"".join(self._partial)
-        self._partial.clear()
-        self._partial_len = 0
-        return data
+                await self.stream.send_all(close_frame(code, reason))
 
     @property
     def partial_bytes(self) -> int:
-        """Bytes of a fragmented message still being assembled (memory budget)."""
-        return self._partial_len
+        """Bytes of an incomplete frame or fragmented message held (memory budget)."""
+        return self.reader.buffered if self.reader is not None else 0
 
     # ------------------------------------------------------------------ reader
 
     async def _reader(self) -> None:
         relay = self.relay
-        ws = self.ws
-        session = self.session
-        assert session is not None
-        while True:
+        reader = self.reader
+        assert self.session is not None
+        assert reader is not None
+        if self._early:
+            early, self._early = self._early, []
+            self._handle(early, trio.current_time())
+            relay.flush()
+        while not self.closing:
             data = await self._receive()
             if not data:
                 return
-            session.last_rx = received = trio.current_time()
+            self.session.last_rx = received = trio.current_time()
             relay.metrics.bytes_in.inc(len(data))
             try:
-                ws.receive_data(data)
-                for event in ws.events():
-                    if isinstance(event, BytesMessage):
-                        try:
-                            message = self._assemble(event)
-                        except MessageTooBig:
-                            self.close(CLOSE_TOO_BIG, "message too big")
-                            break
-                        if message is not None:
-                            self._on_frame(message, received)
-                    elif isinstance(event, Ping):
-                        # A ping is a frame like any other: it costs a token, and a
-                        # ping flood is refused like a request flood.
-                        assert self.peer is not None
-                        if relay.hub.charge(self.peer, received) is None:
-                            self._push_bytes(ws.send(event.response()))
-                    elif isinstance(event, CloseConnection):
-                        if ws.state is ConnectionState.REMOTE_CLOSING:
-                            self._push_bytes(ws.send(event.response()))
-                        self.close(None, "")
-                    elif isinstance(event, TextMessage):
-                        self.close(CLOSE_UNSUPPORTED_DATA, "binary messages only")
-                    if self.closing:
-                        break
-            except RemoteProtocolError:
-                self.close(None, "")  # broken WebSocket framing: just hang up
+                self._handle(reader.receive(data), received)
+            except FramingError as exc:
+                # What came before the bad frame is handled; then the connection ends
+                # with the code the framing rules name (1002, 1007, 1009).
+                self._handle(exc.events, received)
+                relay.flush(received)  # their replies go out before the close frame
+                self.close(exc.code, exc.reason)
             relay.flush(received)
+
+    def _handle(self, events: list[tuple[int, bytes]], received: float) -> None:
+        """Act on the frames one read produced, in order (synchronously)."""
+        for opcode, payload in events:
             if self.closing:
                 return
+            if opcode == BINARY:
+                self._on_frame(payload, received)
+            elif opcode == PING:
+                # A ping is a frame like any other: it costs a token, and a ping flood
+                # is refused like a request flood.
+                assert self.peer is not None
+                if self.relay.hub.charge(self.peer, received) is None:
+                    self._push_bytes(frame(PONG, payload))
+            elif opcode == CLOSE:
+                try:
+                    code, _reason = parse_close(payload)
+                except FramingError as exc:
+                    self.close(exc.code, exc.reason)
+                    return
+                if not self.close_sent:
+                    self.close_sent = True  # echo the peer's code, then hang up
+                    self._push_bytes(close_frame(code))
+                self.close(None, "")
+            elif opcode == TEXT:
+                self.close(CLOSE_UNSUPPORTED_DATA, "binary messages only")
 
     async def _receive(self) -> bytes:
         """Read what the socket has (b"" at end of stream), yielding exactly once.
@@ -479,8 +474,8 @@ class ClientSocket:
         if isinstance(due, TimedOut):
             self.relay.metrics.limit_hit("idle_timeout")
             self.close(due.close_code, due.reason)
-        elif due is not None and self.ws.state is ConnectionState.OPEN:
-            self._push_bytes(self.ws.send(Ping()))
+        elif due is not None and self.upgraded and not self.close_sent:
+            self._push_bytes(frame(PING, b""))
 
     def _wake_writer(self) -> None:
         """Make sure a writer task runs (it exits again once it has nothing to do).
@@ -539,12 +534,9 @@ class ClientSocket:
         # Only the close code is logged: never who, never which room.
         log.debug("closing a connection with code %s", code if code is not None else "none")
         self.relay.metrics.closed(code)
-        if code is not None and self.ws.state is ConnectionState.OPEN:
-            try:
-                data = self.ws.send(CloseConnection(code=code, reason=reason))
-            except LocalProtocolError:
-                data = b""
-            self.buf.append(data)
+        if code is not None and self.upgraded and not self.close_sent:
+            self.close_sent = True
+            self.buf.append(close_frame(code, reason))
         self.closing = True
         self._wake_writer()
         if self._scope is not None:

@@ -62,8 +62,8 @@ HANDSHAKE_REASONS = (
 #: Close codes the relay sends (docs/protocol.md section 14): the fixed label set of
 #: ``haven_connections_closed_total``; "none" is a close without a close frame.
 CLOSE_CODES = (
-    "none", "1000", "1001", "1003", "1009", "4103", "4104", "4105", "4106", "4108", "4109",
-    "4400", "4402", "4406", "4408", "other",
+    "none", "1000", "1001", "1002", "1003", "1007", "1009", "4103", "4104", "4105", "4106",
+    "4108", "4109", "4400", "4402", "4406", "4408", "other",
 )  # fmt: skip
 #: Handshake duration buckets (seconds).
 HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)

@@ -22,7 +22,7 @@ from haven.protocol.noise import public_bytes
 from haven.protocol.session import close_code
 
 from .conftest import Harness
-from .wire import Closed, WireClient, req
+from .wire import Closed, RawSocket, WireClient, req
 
 HANDSHAKE_FAILED_CLOSE = close_code(ErrorCode.HANDSHAKE_FAILED)
 DECRYPT_FAILED_CLOSE = close_code(ErrorCode.DECRYPT_FAILED)
@@ -223,3 +223,75 @@ async def test_bad_envelope_gets_a_typed_error_and_the_connection_stays(
     assert error.message
     await client.call(lambda i: m.Ping(id=i), m.Pong)
     await healthy.check()
+
+
+# ------------------------------------------------------ the upgrade and the framing
+
+
+async def _http_answer(sock: RawSocket) -> bytes:
+    """Everything the relay writes before it hangs up (an HTTP refusal, no WebSocket)."""
+    out = b""
+    with trio.fail_after(PROMPTLY):
+        while chunk := await sock.stream.receive_some(4096):
+            out += chunk
+    return out
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 7\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            426,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    ],
+)
+async def test_requests_that_are_not_upgrades_get_an_http_status(
+    harness: Harness, autojump_clock: trio.testing.MockClock, head: bytes, status: int
+) -> None:
+    """The WebSocket port answers plain HTTP with a status (once wsproto hung up
+    silently), and the relay goes on serving."""
+    healthy = await setup(harness)
+    sock = await harness.raw()
+    await sock.send_raw(head)
+    answer = await _http_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:80]
+    assert b"Connection: close" in answer
+    await healthy.check()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x82\x05hello", 1002),  # unmasked client frame
+        (b"\xc2\x80\0\0\0\0", 1002),  # RSV1 set, no extension agreed
+        (b"\x83\x80\0\0\0\0", 1002),  # reserved opcode
+        (b"\x88\x82\0\0\0\0\x03\xed", 1002),  # close code 1005 is not for the wire
+    ],
+)
+async def test_framing_violations_close_with_the_rfc_code(
+    harness: Harness, autojump_clock: trio.testing.MockClock, frame: bytes, code: int
+) -> None:
+    healthy = await setup(harness)
+    client = await harness.client()
+    await client.sock.send_raw(frame)
+    assert await client.sock.wait_closed(within=PROMPTLY) == code
+    await healthy.check()
+
+
+async def test_frames_before_a_bad_one_are_still_served(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """One read holding a good request and then a bad frame: the request is answered,
+    then the connection closes with 1002."""
+    await setup(harness)
+    client = await harness.client()
+    sealed = client.session.seal_envelope(codec.encode(m.Ping(id=1)))
+    client.last_id = 1
+    await client.sock.send_raw(client.sock.frame_bytes(sealed) + b"\x82\x01x")
+    assert isinstance(await client.reply(1), m.Pong)
+    assert await client.sock.wait_closed(within=PROMPTLY) == 1002

@@ -104,8 +104,8 @@ class ClientSocket:
     """
 
     __slots__ = (
-        "_early", "_nursery", "_scope", "backlog", "buf", "close_sent", "closing", "dirty", "fd",
-        "frames", "peer", "pow_seed", "reader", "relay", "sending", "session", "stream",
+        "_early", "_nursery", "_scope", "backlog", "buf", "close_sent", "closing", "dirty",
+        "drained", "fd", "frames", "peer", "pow_seed", "reader", "relay", "sending", "session", "stream",
         "upgraded", "writing",
     )  # fmt: skip
 
@@ -134,6 +134,8 @@ class ClientSocket:
         self.writing = False
         self.pow_seed = secrets.token_bytes(32)
         self.dirty = False  #: queued bytes await this flush's ``kick``
+        #: The last read left the socket empty (the next one waits for readiness first).
+        self.drained = True
         self.sending = False  #: the writer task is inside ``send_all``
         sock = getattr(stream, "socket", None)
         #: The socket's descriptor for synchronous writes (-1: always use the writer task).
@@ -360,16 +362,21 @@ class ClientSocket:
         fd = self.fd
         if fd < 0:
             return bytes(await self.stream.receive_some(RECEIVE_SIZE))
-        waited = False
+        # After a read that did not fill the buffer the socket is most likely empty:
+        # wait for readiness first rather than pay for a read that fails (EAGAIN).
+        waited = self.drained
+        if waited:
+            await trio.lowlevel.wait_readable(fd)  # a yield (and a cancel point)
         while True:
             try:
                 data = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(fd)  # a yield (and a cancel point)
+                await trio.lowlevel.wait_readable(fd)
                 waited = True
                 continue
             except OSError as exc:
                 raise trio.BrokenResourceError from exc
+            self.drained = len(data) < RECEIVE_SIZE
             if not waited:
                 await trio.lowlevel.checkpoint()  # never run without yielding
             return data

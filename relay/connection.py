@@ -45,7 +45,6 @@ from haven.protocol.session import (
 from haven.protocol.websocket import (
     BINARY,
     CLOSE,
-    MAX_HEAD,
     PING,
     PONG,
     TEXT,
@@ -84,6 +83,10 @@ def _frame_header(length: int) -> bytes:
 _FRAME_HEADERS: dict[int, bytes] = {size: _frame_header(size) for size in frames.WIRE_SIZES}
 
 
+#: ``ClientSocket.fd`` once the socket is closed: nothing may be written to the number,
+#: which the kernel may already have given to a new connection.
+CLOSED = -2
+
 #: Most WebSocket frames one message may arrive in (browsers and the SDKs send one).
 MAX_FRAGMENTS = 64
 
@@ -104,9 +107,9 @@ class ClientSocket:
     """
 
     __slots__ = (
-        "_early", "_nursery", "_scope", "backlog", "buf", "close_sent", "closing", "dirty",
-        "drained", "fd", "frames", "peer", "pow_seed", "reader", "relay", "sending", "session", "stream",
-        "upgraded", "writing",
+        "_early", "_flushed", "_scope", "backlog", "buf", "close_sent", "closing", "dirty",
+        "drained", "fd", "frames", "peer", "pow_seed", "reader", "relay", "sending", "session",
+        "stream", "upgraded", "writing",
     )  # fmt: skip
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream) -> None:
@@ -127,9 +130,10 @@ class ClientSocket:
         self.frames = 0  #: messages in ``buf`` (the latency histogram counts each)
         self.backlog = 0
         self.closing = False
-        #: The connection's nursery (reader, and the writer while it runs).
-        self._nursery: trio.Nursery | None = None
+        #: The reader's scope while it runs (the writer cancels it to end the connection).
         self._scope: trio.CancelScope | None = None
+        #: Set by the writer as it exits, when the ending connection waits for it.
+        self._flushed: trio.Event | None = None
         #: A writer task is running (it exits when idle: see ``_wake_writer``).
         self.writing = False
         self.pow_seed = secrets.token_bytes(32)
@@ -169,31 +173,32 @@ class ClientSocket:
             self.peer = relay.hub.connect(trio.current_time(), sink=self, pow_seed=self.pow_seed)
             relay.session_opened(self)
             relay.flush()
-            async with trio.open_nursery() as nursery:
-                self._scope = nursery.cancel_scope
-                self._nursery = nursery
-                try:
-                    if self.buf or self.closing:
-                        self._wake_writer()
+            # No nursery per connection: this task reads; a writer task, when one is
+            # needed, runs in the relay's handler nursery and cancels this scope once
+            # it has flushed the close (``_writer``).
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                if self.buf and not self.writing:
+                    self._wake_writer()
+                if not self.closing:
                     await self._reader()
-                    self.close(None, "")  # let the writer flush what is queued, then stop
-                finally:
-                    # Once the body is left the nursery takes no new task: from here on
-                    # only a writer already running may still flush.
-                    self._nursery = None
-        except* (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The peer went away (reset, closed); nothing to report. ``except*``: the
-            # reader and writer run in a nursery, which wraps what they raise in a group.
-            pass
+            self.close(None, "")  # (no-op when already closing)
+            if self.writing:
+                # Let the writer flush what is queued, the close frame last, until the
+                # close deadline ``close`` set.
+                self._flushed = trio.Event()
+                with trio.move_on_at(scope.deadline):
+                    await self._flushed.wait()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away (reset, closed); nothing to report
         finally:
             self.closing = True
+            self._scope = None
             if self.peer is not None:
                 relay.hub.disconnect(self.peer, trio.current_time())
                 relay.flush()
             relay.connection_closed(self)
-            # No close here: ``trio.serve_listeners`` (``Relay.serve``, the only caller)
-            # closes the stream forcefully as soon as this returns, cancelled or not;
-            # closing it twice cost a cancel scope and a checkpoint per connection.
+            # The socket is closed by the caller (``Relay.handle_stream``) right after.
 
     # --------------------------------------------------------------- handshake
 
@@ -201,7 +206,7 @@ class ClientSocket:
         """Read the HTTP upgrade request; answer and give up if it is not a good one."""
         data = b""
         while True:
-            chunk = bytes(await self.stream.receive_some(MAX_HEAD))
+            chunk = await self._receive()
             if not chunk:
                 raise HandshakeFailed("eof")
             data += chunk
@@ -239,12 +244,12 @@ class ClientSocket:
             session.receive_hello(msg1)
         except Refusal as refusal:
             if refusal.reply is not None:
-                await self.stream.send_all(frame(BINARY, refusal.reply))
+                await self._send(frame(BINARY, refusal.reply))
             await self._refuse(refusal.close_code, refusal.reason)
             raise HandshakeFailed(refusal.why) from None
         msg2 = session.accept(relay.welcome(self.pow_seed), now)
         self.session = session
-        await self.stream.send_all(frame(BINARY, msg2))
+        await self._send(frame(BINARY, msg2))
         session.last_rx = trio.current_time()
 
     async def _accept(self, upgrade: Upgrade) -> None:
@@ -255,11 +260,11 @@ class ClientSocket:
         except Refusal as refusal:
             # Accept without a subprotocol, then close with the typed code: a client
             # learns why (a plain HTTP refusal would not tell it).
-            await self.stream.send_all(accept_response(upgrade.key, None))
+            await self._send(accept_response(upgrade.key, None))
             self.upgraded = True
             await self._refuse(refusal.close_code, refusal.reason)
             raise HandshakeFailed(refusal.why) from None
-        await self.stream.send_all(accept_response(upgrade.key, subprotocol))
+        await self._send(accept_response(upgrade.key, subprotocol))
         self.upgraded = True
 
     async def _first_binary_message(self, data: bytes) -> bytes:
@@ -277,14 +282,30 @@ class ClientSocket:
                     self._early = events[i + 1 :]
                     return payload
                 if opcode == PING:
-                    await self.stream.send_all(frame(PONG, payload))
+                    await self._send(frame(PONG, payload))
                 elif opcode != PONG:
                     code = CLOSE_UNSUPPORTED_DATA if opcode == TEXT else CLOSE_NORMAL
                     await self._refuse(code, "binary only")
                     raise HandshakeFailed("websocket")
-            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            data = await self._receive()
             if not data:
                 raise HandshakeFailed("eof")
+
+    async def _send(self, data: bytes) -> None:
+        """Write handshake bytes: straight to the socket, which on a new connection
+        nearly always takes them whole; the rest, if any, through the stream."""
+        fd = self.fd
+        if fd >= 0:
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError from exc
+            if written == len(data):
+                return
+            data = data[written:]
+        await self.stream.send_all(data)
 
     async def _refuse(self, code: int, reason: str) -> None:
         """Send a close frame during the handshake (best effort) and give up."""
@@ -493,12 +514,19 @@ class ClientSocket:
         await, so a wake-up while it runs is never lost. Not keeping a parked task per
         idle connection saves about 2.4 KB each (docs/benchmarks.md).
         """
-        if self.writing or self._nursery is None:
+        nursery = self.relay.handlers
+        if self.writing or nursery is None or self.fd == CLOSED:
             return
         self.writing = True
-        self._nursery.start_soon(self._writer)
+        nursery.start_soon(self._writer)
 
     async def _writer(self) -> None:
+        """Flush the buffer to the socket; refill from the rings; finish the close.
+
+        Runs in the relay's handler nursery, so it handles its own errors: a peer that
+        went away (or a socket closed under it) ends the connection, and a bug in here
+        is logged and ends only this connection, never the relay.
+        """
         stream = self.stream
         buf = self.buf
         try:
@@ -531,8 +559,22 @@ class ClientSocket:
                     self.sending = False
                 self.relay.metrics.latency.observe(trio.current_time() - queued, frames)
                 self.relay.metrics.bytes_out.inc(len(data))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._writer_failed()
+        except Exception:
+            log.exception("connection writer failed")
+            self._writer_failed()
         finally:
             self.writing = False
+            if self._flushed is not None:
+                self._flushed.set()
+
+    def _writer_failed(self) -> None:
+        """Nothing more can be written: drop what is queued and stop the reader."""
+        self.drop_backlog()
+        self.close(None, "")
+        if self._scope is not None:
+            self._scope.cancel()
 
     def close(self, code: int | None, reason: str) -> None:
         """Begin closing: queue a close frame, stop reading, flush within a deadline."""
@@ -545,11 +587,16 @@ class ClientSocket:
             self.close_sent = True
             self.buf.append(close_frame(code, reason))
         self.closing = True
-        self._wake_writer()
-        if self._scope is not None:
-            self._scope.deadline = min(
-                self._scope.deadline, trio.current_time() + self.relay.config.close_timeout
-            )
+        scope = self._scope
+        if self.buf or self.writing:
+            # The writer flushes, then cancels the reader; both within the deadline.
+            self._wake_writer()
+            if scope is not None:
+                scope.deadline = min(
+                    scope.deadline, trio.current_time() + self.relay.config.close_timeout
+                )
+        elif scope is not None:
+            scope.cancel()  # nothing to flush: stop reading now
         if self.peer is not None:
             # Stop routing to this peer at once; its seats are held for resume.
             self.relay.hub.disconnect(self.peer, trio.current_time())

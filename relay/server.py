@@ -11,6 +11,7 @@ it to its bounded buffer.
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 import math
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from haven.protocol.session import CLOSE_GOING_AWAY, close_code
 from . import __version__, flows
 from .admission import Admission
 from .config import Config
-from .connection import ClientSocket
+from .connection import CLOSED, ClientSocket
 from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
 from .pages import Site, serve_pages
@@ -41,6 +42,9 @@ TICK = 1.0  #: seconds between the relay-wide housekeeping passes (admission, bu
 MAX_SHED_STEPS = 64  #: most holders shed in one housekeeping pass
 TRIM_AFTER_ROOMS = 1000  #: rooms ended in one pass that make the relay trim its heap
 TRIM_INTERVAL = 60.0  #: seconds between two heap trims at most
+#: accept() failures that mean "out of descriptors or memory for now": wait, then retry.
+ACCEPT_CAPACITY_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
+ACCEPT_RETRY = 0.1  #: seconds to wait after such a failure
 
 
 def b64url(data: bytes) -> str:
@@ -106,6 +110,8 @@ class Relay:
         self._last_trim = float("-inf")
         #: Connections with bytes queued since the last flush (see ClientSocket.kick).
         self.dirty: list[ClientSocket] = []
+        #: Where connections and their writer tasks run (set by ``serve``).
+        self.handlers: trio.Nursery | None = None
         #: Unsent bytes past which a connection counts as congested (low-water mark).
         self.congested_bytes = config.outbound_backlog_bytes // 4
         #: Set (by a signal or a test) to stop accepting and drain.
@@ -258,6 +264,32 @@ class Relay:
             # Idempotent; ``run`` does it too, but a bug there must not leave the
             # connection counted (and timed) forever.
             self.connection_closed(conn)
+            # Closed here, once and synchronously (Trio wakes a writer still blocked on
+            # it). The number is forgotten first: the kernel may reuse it at once.
+            conn.fd = CLOSED
+            stream.socket.close()
+
+    async def accept(self, listener: trio.SocketListener) -> None:
+        """Accept connections and start a task for each, until cancelled.
+
+        ``trio.serve_listeners`` would also close each stream with
+        ``aclose_forcefully`` (a cancel scope and a checkpoint per connection);
+        ``handle_stream`` closes it synchronously instead. Running out of descriptors
+        or memory pauses accepting briefly rather than ending the relay.
+        """
+        assert self.handlers is not None
+        async with listener:  # closed when accepting stops
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    name = errno.errorcode.get(exc.errno or 0, "?")
+                    log.error("cannot accept a connection (%s); retrying", name)
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                self.handlers.start_soon(self.handle_stream, stream)
 
     async def housekeeping(self) -> None:
         """Timers at their deadlines; once a second, the relay-wide passes.
@@ -451,7 +483,8 @@ class _Accepting:
         self.scope = scope
 
     async def run(self, listeners: list[trio.SocketListener], handlers: trio.Nursery) -> None:
+        self.relay.handlers = handlers
         with self.scope:
-            await trio.serve_listeners(
-                self.relay.handle_stream, listeners, handler_nursery=handlers
-            )
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(self.relay.accept, listener)

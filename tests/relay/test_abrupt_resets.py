@@ -10,6 +10,7 @@ Every reset must end its connection quietly, whatever the relay was doing.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 
@@ -17,6 +18,7 @@ import trio
 import trio.testing
 
 from haven.protocol import messages as m
+from haven.relay.connection import CLOSED
 
 from .conftest import Harness
 from .test_internal_error import Records
@@ -55,3 +57,29 @@ async def test_pairs_resetting_together_end_quietly(harness: Harness) -> None:
     assert "connection task failed" not in records.messages
     newcomer = await harness.client()
     await newcomer.call(req(m.Ping), m.Pong)
+
+
+async def test_a_closed_connection_never_writes_to_its_old_descriptor(
+    harness: Harness,
+) -> None:
+    """Once a connection's socket is closed the kernel may give its number to the next
+    connection at once. Bytes still queued for the old one must go nowhere: written to
+    the reused number they would reach a stranger."""
+    info = await harness.start()
+    first = await harness.client()
+    (old,) = info.relay.connections
+    number = old.fd
+    await first.sock.abort()
+    with trio.fail_after(10):
+        while info.relay.connections:  # noqa: ASYNC110 (relay state, no event to wait on)
+            await trio.sleep(0.01)
+    assert old.fd == CLOSED
+    second = await harness.client()
+    # The lowest free number is the old one: the new connection's sockets (the test's
+    # end or the relay's) now hold it, so a stray write would land on one of them.
+    os.fstat(number)
+    old.buf.append(b"\x82\x05stray")  # as if a delivery had been queued for it late
+    old.kick(0.0)
+    old.close(1000, "late")
+    await trio.testing.wait_all_tasks_blocked()
+    await second.call(req(m.Ping), m.Pong)  # stray bytes would break its framing

@@ -14,7 +14,8 @@ Shape per connection:
   relay flush the resulting deliveries once (batching);
 * after a flush each touched connection writes its buffer straight to the socket
   (``kick``) when nothing is in flight; what the kernel does not take is left to a
-  writer task, which sleeps on a parking lot until needed and then ``send_all``s;
+  writer task, started in the relay's handler nursery only then, which ``send_all``s
+  and exits once the buffer is empty (it also finishes the close);
 * the outbound buffer is bounded in bytes: a peer that would exceed it is a slow
   consumer and is dropped with close code 4406, never slowing its rooms.
 

@@ -20,7 +20,7 @@ import trio
 
 from . import __version__, demo, logs, ramonly
 from .config import Config, ConfigError, load, scalar_fields, validate
-from .keys import KeyFileError, write_private_key
+from .keys import KeyFileError, write_cluster_key, write_private_key
 from .server import RelayInfo, b64url, serve
 from .settings_help import SETTINGS_HELP
 
@@ -194,6 +194,17 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
     from haven.protocol.noise import public_bytes
 
+    if args.cluster:
+        from haven.cluster.seal import ClusterKey
+
+        try:
+            write_cluster_key(args.out, ClusterKey.generate())
+        except KeyFileError as exc:
+            print(f"haven: {exc}", file=sys.stderr)
+            return 2
+        print(f"haven: wrote a cluster key to {args.out}; copy it (mode 0600) to every relay "
+              "of the cluster and to nothing else")  # fmt: skip
+        return 0
     key = X25519PrivateKey.generate()
     try:
         write_private_key(args.out, key)
@@ -214,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen_p = sub.add_parser("keygen", help="write a relay static key (mode 0600)")
     keygen_p.add_argument("--out", type=Path, required=True,
                           help="file to create (refused if it exists)")
+    keygen_p.add_argument("--cluster", action="store_true",
+                          help="write a cluster key instead: the secret every relay of one "
+                               "cluster shares to seal its NATS traffic")
     keygen_p.set_defaults(func=cmd_keygen)
     _load_plugins()
     for name, (add_args, run) in SUBCOMMANDS.items():

@@ -1,16 +1,19 @@
-"""Key files: the relay's static X25519 key and the operator's Ed25519 signing key.
+"""Key files: the relay's static X25519 key, the operator's Ed25519 signing key and the
+cluster key relays share on the NATS bus.
 
-Both are written only by ``haven keygen`` / ``haven token keygen``, with mode 0600 and
-never over an existing file. Format (ASCII, two lines)::
+All are written only by ``haven keygen [--cluster]`` / ``haven token keygen``, with mode
+0600 and never over an existing file. Format (ASCII, two lines)::
 
-    haven relay-key v1                  (or: haven operator-signing-key v1)
+    haven relay-key v1                  (or: haven operator-signing-key v1,
+                                         haven cluster-key v1)
     <base64url, unpadded, of the raw 32-byte private key>
 
 The typed first line lets each command refuse the other kind of key with a clear
-message: both are 32 random bytes, so without it a swapped file would load silently.
+message: all are 32 random bytes, so without it a swapped file would load silently.
 Headerless files (written before the header existed) are refused; nothing was deployed.
 A key file readable by group or others is refused too: the key is the relay's identity
-(or the power to mint staff tokens), and a copy lets anyone impersonate it.
+(or the power to mint staff tokens, or to read and forge the relays' bus traffic),
+and a copy lets anyone impersonate it.
 """
 
 from __future__ import annotations
@@ -33,10 +36,14 @@ def _b64decode(text: str) -> bytes:
 
 RELAY_KEY_HEADER = "haven relay-key v1"
 SIGNING_KEY_HEADER = "haven operator-signing-key v1"
+CLUSTER_KEY_HEADER = "haven cluster-key v1"
 _KINDS = {
     RELAY_KEY_HEADER: "a relay key (from `haven keygen`; for `haven serve --key-file`)",
     SIGNING_KEY_HEADER: (
         "an operator signing key (from `haven token keygen`; for `haven token issue --key`)"
+    ),
+    CLUSTER_KEY_HEADER: (
+        "a cluster key (from `haven keygen --cluster`; for `haven serve --cluster-key`)"
     ),
 }
 
@@ -67,14 +74,19 @@ def read_key_text(path: Path, header: str) -> str:
 
 def read_private_key(path: Path) -> X25519PrivateKey:
     """Load a key written by ``write_private_key`` (typed header, base64url of 32 bytes)."""
-    text = read_key_text(path, RELAY_KEY_HEADER)
+    return X25519PrivateKey.from_private_bytes(_read_32(path, RELAY_KEY_HEADER, "X25519 key"))
+
+
+def _read_32(path: Path, header: str, what: str) -> bytes:
+    """The 32 bytes a typed key file of kind ``header`` holds."""
+    text = read_key_text(path, header)
     try:
         raw = _b64decode(text)
     except ValueError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc}") from None
     if len(raw) != 32:
-        raise KeyFileError(f"key file {path} does not hold a 32-byte X25519 key")
-    return X25519PrivateKey.from_private_bytes(raw)
+        raise KeyFileError(f"key file {path} does not hold a 32-byte {what}")
+    return raw
 
 
 def private_bytes(key: X25519PrivateKey) -> bytes:
@@ -96,3 +108,14 @@ def write_private_key(path: Path, key: X25519PrivateKey) -> None:
     """Write ``key`` as a typed relay key file, mode 0600, never overwriting."""
     text = base64.urlsafe_b64encode(private_bytes(key)).rstrip(b"=").decode()
     write_secret_file(path, f"{RELAY_KEY_HEADER}\n{text}")
+
+
+def write_cluster_key(path: Path, key: bytes) -> None:
+    """Write a cluster key (32 bytes every relay of one cluster shares), mode 0600."""
+    text = base64.urlsafe_b64encode(key).rstrip(b"=").decode()
+    write_secret_file(path, f"{CLUSTER_KEY_HEADER}\n{text}")
+
+
+def read_cluster_key(path: Path) -> bytes:
+    """The 32 bytes of a cluster key file, or a one-line ``KeyFileError``."""
+    return _read_32(path, CLUSTER_KEY_HEADER, "cluster key")

@@ -76,3 +76,19 @@ async def test_serve_with_a_typed_key_and_metrics_warning(tmp_path: Path) -> Non
                                     "--metrics-host", host, "--key", str(relay_key))  # fmt: skip
             assert await stop(relay) == 0, relay.stderr.decode()
         assert (b"beyond loopback" in relay.stderr) == warned, relay.stderr.decode()
+
+
+def test_keygen_cluster_writes_a_cluster_key_the_relay_key_flag_refuses(tmp_path: Path) -> None:
+    from haven.relay.keys import read_cluster_key
+
+    cluster_key = tmp_path / "cluster.key"
+    done = haven("keygen", "--cluster", "--out", str(cluster_key))
+    assert done.returncode == 0, done
+    assert cluster_key.read_text().startswith("haven cluster-key v1\n")
+    assert os.stat(cluster_key).st_mode & 0o777 == 0o600
+    assert len(read_cluster_key(cluster_key)) == 32
+    one_line_error(haven("keygen", "--cluster", "--out", str(cluster_key)), "exists")
+    one_line_error(
+        haven("serve", "--port", "0", "--metrics-port", "none", "--key", str(cluster_key)),
+        "cluster key", "haven keygen",
+    )

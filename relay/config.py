@@ -105,6 +105,15 @@ class Config:
     #: Where Quick Exit leaves to (``location.replace``): a neutral, everyday address.
     quick_exit_url: str = "https://www.wikipedia.org/"
 
+    # Cluster (cluster/link.py; docs/operations.md, "Cluster"). Without ``cluster`` the
+    # relay is one process and none of these is used.
+    #: NATS servers, comma-separated: ``nats://host:port`` or ``tls://host:port``.
+    cluster: str | None = None
+    cluster_key: Path | None = None  #: the cluster key file (``haven keygen --cluster``)
+    nats_user: str | None = None  #: NATS user name (with ``nats_password_file``)
+    nats_password_file: Path | None = None  #: file holding the NATS password (mode 0600)
+    nats_ca_file: Path | None = None  #: CA bundle that verifies the NATS servers' TLS
+
     # Extra sections of the TOML file (queues, schedules, issuers) kept for the flows.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -243,6 +252,27 @@ def validate(config: Config) -> None:
     if not 0 < config.pow_start_load < 1:
         raise ConfigError("setting 'pow_start_load' must be between 0 and 1")
     _validate_pages(config)
+    _validate_cluster(config)
+
+
+def _validate_cluster(config: Config) -> None:
+    """A cluster needs its key; the server list must parse (checked again at start)."""
+    if config.cluster is None:
+        for name in ("cluster_key", "nats_user", "nats_password_file", "nats_ca_file"):
+            if getattr(config, name) is not None:
+                raise ConfigError(f"setting {name!r} needs 'cluster' (the NATS servers)")
+        return
+    if config.cluster_key is None:
+        raise ConfigError("setting 'cluster' needs 'cluster_key' (haven keygen --cluster)")
+    from haven.cluster.nats import Server
+
+    for url in config.cluster.split(","):
+        try:
+            Server.parse(url.strip())
+        except ValueError as exc:
+            raise ConfigError(f"setting 'cluster': {exc}") from None
+    if (config.nats_user is None) != (config.nats_password_file is None):
+        raise ConfigError("settings 'nats_user' and 'nats_password_file' go together")
 
 
 def _validate_pages(config: Config) -> None:

@@ -63,6 +63,8 @@ from haven.protocol.websocket import (
 )
 
 if TYPE_CHECKING:
+    from haven.cluster.link import Remote
+
     from .peer import Peer
     from .server import Relay
 
@@ -108,10 +110,12 @@ class ClientSocket:
     """
 
     __slots__ = (
-        "_early", "_flushed", "_scope", "backlog", "buf", "close_sent", "closing", "dirty",
+        "_early", "_flushed", "_scope", "backlog", "buf", "bus", "close_sent", "closing", "dirty",
         "drained", "fd", "frames", "peer", "pow_seed", "reader", "relay", "sending", "session",
         "stream", "upgraded", "writing",
     )  # fmt: skip
+
+    proxy = False  #: a real socket (a cluster's proxy sink says True: ``Relay.flush``)
 
     def __init__(self, relay: Relay, stream: trio.abc.Stream) -> None:
         self.relay = relay
@@ -145,6 +149,8 @@ class ClientSocket:
         sock = getattr(stream, "socket", None)
         #: The socket's descriptor for synchronous writes (-1: always use the writer task).
         self.fd: int = sock.fileno() if sock is not None else -1
+        #: Its requests away to other processes of a cluster (``cluster.link``).
+        self.bus: Remote | None = None
 
     # --------------------------------------------------------------------- run
 
@@ -419,6 +425,9 @@ class ClientSocket:
             relay.metrics.frame_rejected()
             self.close(close_code(exc.code), "frame rejected")
             return
+        cluster = relay.cluster
+        if cluster is not None and cluster.route(self, request, now):
+            return  # another process of the cluster handles it
         relay.hub.handle(self.peer, request, now)
 
     # ------------------------------------------------------------------ writer

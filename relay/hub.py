@@ -64,6 +64,8 @@ class Hub(RoomRequests):
         self.rooms: dict[str, Room] = {}
         self.tokens: dict[bytes, Any] = {}  #: resume token -> Seat (or a queue ticket)
         self.held: set[Seat] = set()  #: seats whose connection dropped
+        self.token_prefix = b""
+        self.on_room: Callable[[Room, bool], None] | None = None
         self.out: list[tuple[Peer, m.Message]] = []
         #: Connections the shell must close, with the reason (rule breakers, shedding).
         self.to_close: list[tuple[Peer, ErrorCode]] = []

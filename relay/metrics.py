@@ -94,6 +94,8 @@ _LIMIT_OF_ERROR = {
     ErrorCode.POW_REQUIRED: "pow_required",
     ErrorCode.POW_INVALID: "pow_invalid",
 }
+#: Directions of bus traffic (``haven_cluster_bus_messages_total``).
+BUS_DIRECTIONS = ("out", "in")
 #: Room kinds (the protocol's closed set).
 ROOM_KINDS = ("direct", "group")
 #: Latency buckets (seconds) for relay latency, received to written.
@@ -141,6 +143,12 @@ SERIES: dict[str, tuple[str, ...]] = {
     "haven_event_loop_lag_seconds": (),
     "haven_event_loop_lag_observed_seconds": (),
     "haven_ramonly_write_refusals_total": (),
+    "haven_cluster_link_up": (),
+    "haven_cluster_peers": (),
+    "haven_cluster_forwarded_total": (),
+    "haven_cluster_dropped_total": (),
+    "haven_cluster_bus_messages_total": ("direction",),
+    "haven_cluster_forward_seconds": (),
 }
 
 
@@ -265,6 +273,41 @@ class _HubCollector(Collector):
             "File opens for writing refused by the RAM-only guard (should stay 0)",
             value=ramonly.refusals(),
         )
+        yield from self._cluster()
+
+    def _cluster(self) -> Iterator[Metric]:
+        """The cluster link's aggregate counts (zeros for a single process)."""
+        link = self.relay.cluster
+        metrics = self.metrics
+        yield GaugeMetricFamily(
+            "haven_cluster_link_up", "1 while the link to the NATS bus is up (0 alone)",
+            value=int(link is not None and link.ready),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "haven_cluster_peers", "Other relay processes heard on the bus lately",
+            value=len(link.peers_seen) if link is not None else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "haven_cluster_forwarded", "Requests forwarded to another process",
+            value=link.forwarded if link is not None else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "haven_cluster_dropped",
+            "Bus messages lost: refused while the bus was down, or failing to open",
+            value=metrics.cluster_dropped.value + (link.client.dropped if link else 0),
+        )
+        bus = CounterMetricFamily(
+            "haven_cluster_bus_messages", "Messages on the bus, by direction",
+            labels=["direction"],
+        )  # fmt: skip
+        counts = (link.client.published, link.client.received) if link else (0, 0)
+        for direction, count in zip(BUS_DIRECTIONS, counts, strict=True):
+            bus.add_metric([direction], count)
+        yield bus
+        yield metrics.bus_latency.family(
+            "haven_cluster_forward_seconds",
+            "From forwarding a request to another process to its reply arriving",
+        )
 
 
 class HotCounter:
@@ -359,6 +402,8 @@ class Metrics:
         self.bytes_out = HotCounter()
         self.bytes_in = HotCounter()
         self.latency = HotHistogram(LATENCY_BUCKETS)
+        self.cluster_dropped = HotCounter()
+        self.bus_latency = HotHistogram(LATENCY_BUCKETS)
         self.loop_lag = _LoopLag(r)
         self.handshake_seconds = Histogram(
             "haven_handshake_duration_seconds",
@@ -472,6 +517,8 @@ def _route(relay: Relay, request: h11.Request) -> Answer:
     if path == b"/healthz":
         return 200, b"ok\n", b"text/plain", []
     if path == b"/readyz":
+        if relay.cluster is not None and not relay.cluster.ready:
+            return 503, b"cluster bus unreachable\n", b"text/plain", []
         ready = not relay.draining and relay.accepting
         return (200, b"ready\n", b"text/plain", []) if ready else (
             503, b"draining\n", b"text/plain", []

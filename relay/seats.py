@@ -6,6 +6,7 @@ A mixin of ``Hub`` (``relay.hub``); the attributes it uses are declared below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from haven.protocol import codes
@@ -33,6 +34,11 @@ class Seating(Delivery):
     rooms_closed: dict[str, int]
     ext: Extension
     latest: float
+    #: Prepended to every resume token this hub mints (a cluster names the process that
+    #: holds the seat with it, so a resume on another process finds it; empty alone).
+    token_prefix: bytes
+    #: Told when a room opens (``True``) or ends (``False``): a cluster subscribes to it.
+    on_room: Callable[[Room, bool], None] | None
 
     def admit(self, cost: int) -> None:
         """Refuse new state of about ``cost`` bytes near the memory budget (502)."""
@@ -128,6 +134,8 @@ class Seating(Delivery):
             last_activity=now,
         )
         self.rooms[code] = room
+        if self.on_room is not None:
+            self.on_room(room, True)
         self.timers.set(room, min(now + room.hard_ttl, now + room.idle_ttl))
         self.stats["rooms_created"] += 1
         return room
@@ -155,7 +163,7 @@ class Seating(Delivery):
         seat = Seat(
             room=room,
             alias=new_alias(room.seats),
-            token=codes.new_token(),
+            token=self.token_prefix + codes.new_token(),
             peer=peer,
             join_seq=room.seq,
             moderator=moderator,
@@ -231,6 +239,8 @@ class Seating(Delivery):
         room.pending.clear()
         room.removed_tokens.clear()
         self.rooms.pop(room.code, None)
+        if self.on_room is not None:
+            self.on_room(room, False)
         self.timers.cancel(room)
         self.ext.on_room_end(room)
 
@@ -245,7 +255,7 @@ class Seating(Delivery):
             if old is not None and old != presented:
                 self.tokens.pop(old, None)
         seat.prev_token = presented
-        seat.token = codes.new_token()
+        seat.token = self.token_prefix + codes.new_token()
         self.tokens[seat.token] = seat
 
     def forget_tokens(self, seat: Seat) -> None:

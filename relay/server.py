@@ -15,6 +15,7 @@ import errno
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -35,6 +36,9 @@ from .pages import Site, serve_pages
 from .rooms import EVENT_OVERHEAD, event_bytes
 from .timers import Deadlines
 from .trim import trim_heap
+
+if TYPE_CHECKING:
+    from haven.cluster.link import ClusterLink
 
 log = logging.getLogger("haven.relay")
 
@@ -114,6 +118,8 @@ class Relay:
         self.handlers: trio.Nursery | None = None
         #: Unsent bytes past which a connection counts as congested (low-water mark).
         self.congested_bytes = config.outbound_backlog_bytes // 4
+        #: The link to the other processes of a cluster (``None``: a single process).
+        self.cluster: ClusterLink | None = None
         #: Set (by a signal or a test) to stop accepting and drain.
         self.drain_requested = trio.Event()
         self._limits = m.Limits(
@@ -181,7 +187,10 @@ class Relay:
                         log.exception("could not encode a %s", type(msg).__name__)
                         continue
                     last = msg
-                conn.push_padded(padded)
+                if conn.proxy:
+                    conn.push_message(padded, msg)  # a member on another process
+                else:
+                    conn.push_padded(padded)
         if hub.to_close:
             self._close_requested()
         dirty = self.dirty
@@ -236,6 +245,8 @@ class Relay:
             self.session_timers.set(conn, deadline)
 
     def connection_closed(self, conn: ClientSocket) -> None:
+        if self.cluster is not None:
+            self.cluster.connection_closed(conn)
         self.session_timers.cancel(conn)
         self.connections.discard(conn)
         if self.draining and not self.connections:
@@ -427,6 +438,14 @@ async def serve(
     """Run a relay until cancelled or drained; report ``RelayInfo`` once listening."""
     key = static_key if static_key is not None else load_or_generate_key(config)
     relay = Relay(config, key, registry)
+    if config.cluster is not None:
+        from haven.cluster.link import ClusterLink, nats_options
+
+        from .keys import read_cluster_key
+
+        assert config.cluster_key is not None
+        cluster_key = read_cluster_key(config.cluster_key)
+        relay.cluster = ClusterLink(relay, nats_options(config), cluster_key)
     listeners = await _listen("relay", config.host, config.port)
     port = listeners[0].socket.getsockname()[1]
     host = config.host if ":" not in config.host else f"[{config.host}]"
@@ -438,6 +457,8 @@ async def serve(
             metrics_url = f"http://{config.metrics_host}:{mport}"
             await nursery.start(serve_metrics, relay, mlisteners)
         nursery.start_soon(relay.housekeeping)
+        if relay.cluster is not None:
+            nursery.start_soon(relay.cluster.run)
         pages_url = None
         if config.pages_port is not None and config.pages_dir is not None:
             site = Site.create(

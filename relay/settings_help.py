@@ -236,6 +236,28 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "where the pages' Quick Exit leaves to (location.replace), given to them in "
         '/config.json: a neutral, everyday address',
     ),
+    'cluster': (
+        'URLs',
+        'the NATS servers of the cluster, comma-separated (nats://HOST:PORT or '
+        'tls://HOST:PORT); none runs one process alone (see "Cluster")',
+    ),
+    'cluster_key': (
+        'path',
+        'the cluster key file (haven keygen --cluster, mode 0600) every relay of the '
+        'cluster shares: it seals all bus traffic; required with cluster',
+    ),
+    'nats_user': (
+        'name',
+        'NATS user name the relay connects as (with nats_password_file)',
+    ),
+    'nats_password_file': (
+        'path',
+        'file holding the NATS password (never a flag value: it would show in the process list)',
+    ),
+    'nats_ca_file': (
+        'path',
+        "CA bundle that verifies the NATS servers' TLS certificates (with tls:// servers)",
+    ),
 }
 
 

@@ -145,7 +145,12 @@ async def _pump(
     try:
         async for chunk in src:
             await dst.send(chunk)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError, OSError):
+    except (
+        anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
+        ssl.SSLError, OSError,
+    ):  # fmt: skip
+        # (EndOfStream: a TLS peer that closed while we were writing to it, a race
+        # between the two directions when a client hangs up.)
         pass
     scope.cancel()
 

@@ -15,7 +15,13 @@ import trio
 
 from haven.protocol import messages as m
 from haven.relay import __version__ as relay_version
-from haven.relay.metrics import CLOSE_CODES, HANDSHAKE_REASONS, LIMIT_REASONS, SERIES
+from haven.relay.metrics import (
+    BUS_DIRECTIONS,
+    CLOSE_CODES,
+    HANDSHAKE_REASONS,
+    LIMIT_REASONS,
+    SERIES,
+)
 from haven.relay.server import RelayInfo
 from tests.conftest import start_relay
 
@@ -123,7 +129,7 @@ async def test_series_are_the_same_for_one_room_and_a_thousand(
     # The only label values are the fixed sets (and the configured queue names).
     allowed = {
         "ok", "failed", "direct", "group", "helpline", "youth",
-        *HANDSHAKE_REASONS, *LIMIT_REASONS,
+        *HANDSHAKE_REASONS, *LIMIT_REASONS, *BUS_DIRECTIONS,
     }  # fmt: skip
     from haven.protocol.errors import ErrorCode
 

@@ -1,0 +1,516 @@
+"""One relay process's link to the others: rooms and resumes across processes on NATS.
+
+Every room lives on one process, its *home*: the process whose hub created it. The
+hub's logic is not changed or copied: a member connected to another process is, on the
+home, a *proxy peer* (a ``Peer`` whose sink is this link instead of a socket). So every
+guarantee a room gives (one ``seq`` order, ``sent`` after the delivery is queued for
+every member, the ring and resume) is the home hub's, as in one process.
+
+The way a request travels (docs/operations.md, "Cluster"):
+
+1. A client's process (its *origin*) gets a request naming a room it does not hold
+   (``join``, ``send``, ``leave``, ``typing``, moderation...), or a ``resume`` whose
+   token another process minted (tokens start with their home's 8-byte tag).
+2. The origin charges the connection's rate limit, checks the request id, and publishes
+   the request's envelope, sealed, to the room's subject (the home subscribed it when
+   the room opened) or to the home's node subject (a resume). Its reply subject is the
+   origin's node subject plus a number, so NATS itself answers "no responders" when no
+   process holds the room: the client gets ``ROOM_NOT_FOUND`` (or ``RESUME_FAILED``).
+3. The home handles it on the connection's proxy peer and sends whatever its hub
+   queued for proxy peers of that origin (replies, room events, closes) as one sealed
+   bus message per origin per flush; a room event for several members there travels
+   once.
+4. The origin seals each frame for its client. Until a forwarded request's reply is
+   back, the connection's later requests wait (bounded), so replies keep request order.
+
+A connection that ends on its origin is announced to every home it used (``gone``):
+there its seats are held for resume like any dropped connection. Processes send a
+heartbeat every second; a process not heard for ``PEER_TIMEOUT`` is dead: its proxy
+peers are dropped (their seats held, resumable on any process). The rooms a dead
+process was home to end with it; that loss is stated in docs/operations.md.
+
+Everything on the bus is sealed under the cluster key (``cluster.seal``): subjects
+are HMACs, payloads AEAD, so the bus learns only traffic volume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import trio
+
+from haven.protocol import codec, codes
+from haven.protocol import messages as m
+from haven.protocol.errors import CodeFormatError, DecodeError, ErrorCode, RequestError
+
+from . import nats, wire
+from .seal import BusSealError, ClusterKey, Opener, Sealer
+
+if TYPE_CHECKING:
+    from haven.relay.config import Config
+    from haven.relay.connection import ClientSocket
+    from haven.relay.peer import Peer
+    from haven.relay.rooms import Room
+    from haven.relay.server import Relay
+
+log = logging.getLogger("haven.cluster")
+
+TAG_BYTES = 8
+#: Seconds between heartbeats, and after which an unheard process counts as gone.
+HEARTBEAT = 1.0
+PEER_TIMEOUT = 3.5
+#: Seconds a forwarded request may wait for its reply before the client is told to retry.
+FORWARD_TIMEOUT = 3.0
+#: Requests one connection may have waiting behind a forwarded one.
+MAX_WAITING = 64
+RETRY_AFTER = 2
+#: Bus message kinds (the first item of every sealed msgpack payload).
+REQ, OUT, GONE, BEAT = 1, 2, 3, 4
+
+
+@dataclass
+class Forward:
+    """A request away on the bus, waiting for its reply."""
+
+    number: int
+    request: m.Request
+    deadline: float
+
+
+@dataclass
+class Remote:
+    """What the link keeps for one local connection that uses other processes."""
+
+    number: int  #: the connection's id on the bus (unique in this process)
+    forward: Forward | None = None
+    waiting: deque[m.Request] = field(default_factory=deque)
+    homes: set[bytes] = field(default_factory=set)  #: processes holding a proxy of it
+
+
+class ProxySink:
+    """Stands for a remote connection where the hub expects a ``ClientSocket``."""
+
+    __slots__ = ("closing", "conn", "link", "origin", "peer")
+
+    proxy = True  #: ``Relay.flush`` hands it the message too (``push_message``)
+
+    def __init__(self, link: ClusterLink, origin: bytes, conn: int) -> None:
+        self.link = link
+        self.origin = origin
+        self.conn = conn
+        self.closing = False
+        self.peer: Peer | None = None
+
+    def push_message(self, padded: bytes, msg: m.Message) -> None:
+        rid = msg.id if isinstance(msg, m.Reply) else 0
+        self.link.outgoing(self.origin).append((self.conn, rid, padded))
+
+    def close(self, code: int | None, reason: str) -> None:
+        if not self.closing:
+            self.link.outgoing_close(self.origin, self.conn, code or 1000)
+            self.link.drop_proxy(self)
+
+    def drop_backlog(self) -> None:
+        pass
+
+
+def nats_options(config: Config) -> nats.Options:
+    """How to reach the bus, from the relay's settings (``cluster``, ``nats_*``)."""
+    assert config.cluster is not None
+    servers = [nats.Server.parse(url.strip()) for url in config.cluster.split(",")]
+    password = None
+    if config.nats_password_file is not None:
+        password = config.nats_password_file.read_text("utf-8").strip()
+    context = None
+    if config.nats_ca_file is not None or any(s.tls for s in servers):
+        cafile = str(config.nats_ca_file) if config.nats_ca_file is not None else None
+        context = ssl.create_default_context(cafile=cafile)
+    return nats.Options(
+        servers, user=config.nats_user, password=password, tls=context, name="haven-relay"
+    )
+
+
+class ClusterLink:
+    """The link (see the module docstring); ``run`` keeps it going."""
+
+    def __init__(self, relay: Relay, options: nats.Options, cluster_key: bytes) -> None:
+        self.relay = relay
+        self.key = ClusterKey(cluster_key)
+        self.tag = os.urandom(TAG_BYTES)
+        self.sealer = Sealer(self.key)
+        self.opener = Opener(self.key)
+        self.client = nats.NatsClient(options, on_state=self._on_state)
+        self.node_subject = self.key.subject("node", self.tag)
+        self.beat_subject = self.key.subject("heartbeat")
+        #: (origin tag, connection number) -> the proxy peer standing for it here.
+        self.proxies: dict[tuple[bytes, int], Peer] = {}
+        #: Local connections by bus number, and their forwarded requests by number.
+        self.remotes: dict[int, ClientSocket] = {}
+        self.forwards: dict[int, ClientSocket] = {}
+        self.room_subs: dict[str, nats.Subscription] = {}
+        #: Other processes, by tag, with when they were last heard.
+        self.peers_seen: dict[bytes, float] = {}
+        self._next = 1
+        self._out: dict[bytes, list[tuple[int, int, bytes]]] = {}
+        self._closes: dict[bytes, list[tuple[int, int]]] = {}
+        self.dirty = False
+        # Aggregate counters (metrics): never per room, connection or process.
+        self.forwarded = 0
+        self.unsealable = 0
+        self.forward_timeouts = 0
+        relay.hub.token_prefix = self.tag
+        relay.hub.on_room = self._room_changed
+
+    @property
+    def ready(self) -> bool:
+        return self.client.connected
+
+    # ------------------------------------------------------------ the Trio side
+
+    async def run(self) -> None:
+        self.client.subscribe(self.node_subject, self._on_bus)
+        self.client.subscribe(self.node_subject + b".*", self._on_status)
+        self.client.subscribe(self.beat_subject, self._on_bus)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.client.run)
+            nursery.start_soon(self._beat)
+
+    async def _beat(self) -> None:
+        while True:
+            now = trio.current_time()
+            if self.client.connected:
+                self._publish(self.beat_subject, [BEAT, self.tag])
+            self._expire(now)
+            self.relay.flush()
+            await trio.sleep(HEARTBEAT / 2)
+
+    def _on_state(self, up: bool) -> None:
+        """The bus came or went (``/readyz`` follows ``ready``)."""
+        if up:
+            log.info("cluster link up")
+
+    # ----------------------------------------------------------- the origin side
+
+    def route(self, conn: ClientSocket, req: m.Request, now: float) -> bool:
+        """Forward ``req`` if another process must handle it (``True``: taken care of)."""
+        remote = conn.bus
+        if remote is not None and remote.forward is not None:
+            # One request away at a time per connection: replies keep request order.
+            if len(remote.waiting) >= MAX_WAITING:
+                hub = self.relay.hub
+                assert conn.peer is not None
+                hub.to_close.append((conn.peer, ErrorCode.RATE_LIMITED))
+                return True
+            remote.waiting.append(req)
+            return True
+        subject = self._target(conn, req)
+        if subject is None:
+            return False
+        hub = self.relay.hub
+        peer = conn.peer
+        assert peer is not None
+        wait = hub.charge(peer, now)
+        if wait is not None:
+            hub.error(peer, req.id, RequestError(code=ErrorCode.RATE_LIMITED, retry_after=wait))
+            return True
+        if req.id <= peer.last_id:
+            hub.error(peer, req.id, RequestError(code=ErrorCode.BAD_REQUEST_ID))
+            return True
+        peer.last_id = req.id
+        if remote is None:
+            remote = conn.bus = Remote(self._number())
+            self.remotes[remote.number] = conn
+        number = self._number()
+        reply = self.node_subject + b".%d" % number
+        try:
+            self._publish(subject, [REQ, self.tag, remote.number, codec.encode(req)], reply)
+        except nats.NatsError:
+            hub.error(peer, req.id, RequestError(
+                "the relay cannot reach the rest of its cluster", code=ErrorCode.RELAY_BUSY,
+                retry_after=RETRY_AFTER,
+            ))  # fmt: skip
+            return True
+        self.forwarded += 1
+        remote.forward = Forward(number, req, now + FORWARD_TIMEOUT)
+        self.forwards[number] = conn
+        return True
+
+    def _target(self, conn: ClientSocket, req: m.Request) -> bytes | None:
+        """The subject of the process that must handle ``req``, or ``None`` (here)."""
+        hub = self.relay.hub
+        peer = conn.peer
+        assert peer is not None
+        if isinstance(req, m.Resume):
+            token = req.token
+            if token in hub.tokens or len(token) <= TAG_BYTES:
+                return None
+            home = token[:TAG_BYTES]
+            if home == self.tag:
+                return None
+            return self.key.subject("node", home)
+        if isinstance(req, m.CreateRoom):
+            return None
+        room = getattr(req, "room", None)
+        if not isinstance(room, str) or room in peer.seats or room in hub.rooms:
+            return None
+        try:
+            canonical = codes.parse_room_code(room)
+        except CodeFormatError:
+            return None  # answered here (BAD_CODE), or a scheduled room's name
+        if canonical in peer.seats or canonical in hub.rooms:
+            return None
+        return self.key.subject("room", canonical)
+
+    def _number(self) -> int:
+        n = self._next
+        self._next = n + 1
+        return n
+
+    def _on_status(self, msg: wire.Msg) -> None:
+        """NATS answered a forwarded request itself: no process holds its target."""
+        if msg.status != 503:
+            return
+        try:
+            number = int(msg.subject.rpartition(b".")[2])
+        except ValueError:
+            return
+        conn = self.forwards.pop(number, None)
+        if conn is None or conn.bus is None or conn.bus.forward is None:
+            return
+        req = conn.bus.forward.request
+        conn.bus.forward = None
+        code = ErrorCode.NOT_A_MEMBER
+        if isinstance(req, m.Join):
+            code = ErrorCode.ROOM_NOT_FOUND
+        elif isinstance(req, m.Resume):
+            code = ErrorCode.RESUME_FAILED
+            self.relay.hub.stats["resume_failed"] += 1
+        if conn.peer is not None and not conn.closing:
+            self.relay.hub.error(conn.peer, req.id, RequestError(code=code))
+        self._continue(conn)
+
+    def _continue(self, conn: ClientSocket) -> None:
+        """A forwarded request is answered: handle what waited behind it, in order."""
+        relay = self.relay
+        remote = conn.bus
+        relay.flush()
+        while remote is not None and remote.forward is None and remote.waiting:
+            if conn.closing or conn.peer is None:
+                remote.waiting.clear()
+                return
+            req = remote.waiting.popleft()
+            now = trio.current_time()
+            if not self.route(conn, req, now):
+                relay.hub.handle(conn.peer, req, now)
+            relay.flush()
+
+    def connection_closed(self, conn: ClientSocket) -> None:
+        """A local connection ended: tell every process holding a proxy of it."""
+        remote = conn.bus
+        if remote is None:
+            return
+        conn.bus = None
+        self.remotes.pop(remote.number, None)
+        if remote.forward is not None:
+            self.forwards.pop(remote.forward.number, None)
+        for home in remote.homes:
+            # If the bus is down, the home drops the proxy when this process goes silent.
+            with contextlib.suppress(nats.NatsError):
+                self._publish(self.key.subject("node", home), [GONE, self.tag, remote.number])
+
+    def _deliver(self, home: bytes, frames: list[bytes], entries: list[Any],
+                 closes: list[Any]) -> None:  # fmt: skip
+        """Frames a home sent for local connections: seal each for its client."""
+        answered: list[ClientSocket] = []
+        for number, rid, index in entries:
+            conn = self.remotes.get(number)
+            if conn is None or conn.closing or conn.bus is None:
+                continue
+            remote = conn.bus
+            remote.homes.add(home)
+            if rid:
+                fwd = remote.forward
+                if fwd is None or fwd.request.id != rid:
+                    continue  # a reply that came after its request timed out
+                remote.forward = None
+                self.forwards.pop(fwd.number, None)
+                answered.append(conn)
+                waited = trio.current_time() - (fwd.deadline - FORWARD_TIMEOUT)
+                self.relay.metrics.bus_latency.observe(waited)
+            conn.push_padded(frames[index])
+        for number, code in closes:
+            conn = self.remotes.get(number)
+            if conn is not None:
+                conn.close(code, "closed by the relay")
+        self.relay.flush()
+        for conn in answered:
+            self._continue(conn)
+
+    # ------------------------------------------------------------- the home side
+
+    def outgoing(self, origin: bytes) -> list[tuple[int, int, bytes]]:
+        """The batch of frames for ``origin`` this flush (sent by ``kick``)."""
+        batch = self._out.get(origin)
+        if batch is None:
+            batch = self._out[origin] = []
+            if not self.dirty:
+                self.dirty = True
+                self.relay.dirty.append(self)  # type: ignore[arg-type]
+        return batch
+
+    def outgoing_close(self, origin: bytes, conn: int, code: int) -> None:
+        self._closes.setdefault(origin, []).append((conn, code))
+        self.outgoing(origin)
+
+    def kick(self, latency: float) -> None:
+        """End of a flush: one bus message per origin with everything for it."""
+        self.dirty = False
+        out, self._out = self._out, {}
+        closes, self._closes = self._closes, {}
+        for origin, batch in out.items():
+            frames: list[bytes] = []
+            index: dict[int, int] = {}
+            entries = []
+            for conn, rid, padded in batch:
+                i = index.get(id(padded))
+                if i is None:
+                    i = index[id(padded)] = len(frames)
+                    frames.append(padded)
+                entries.append((conn, rid, i))
+            try:
+                self._publish(
+                    self.key.subject("node", origin),
+                    [OUT, self.tag, frames, entries, closes.get(origin, [])],
+                )
+            except nats.NatsError:
+                # The origin's clients miss these; it will see them as a gap and resume.
+                self.relay.metrics.cluster_dropped.inc(len(entries))
+        self._refill()
+
+    def _refill(self) -> None:
+        """Proxy peers catching up (a resume) get the rest of the ring at once: the
+        origin's own outbound bound then decides, as for any slow reader."""
+        hub = self.relay.hub
+        for _ in range(64):
+            behind = [p for p in self.proxies.values() if p.catching_up and not p.closed]
+            if not behind:
+                return
+            for peer in behind:
+                hub.refill(peer, 1 << 20)
+
+    def drop_proxy(self, sink: ProxySink) -> None:
+        sink.closing = True
+        peer = self.proxies.pop((sink.origin, sink.conn), None)
+        if peer is not None:
+            self.relay.hub.disconnect(peer, trio.current_time())
+
+    def _proxy(self, origin: bytes, number: int, now: float) -> Peer:
+        key = (origin, number)
+        peer = self.proxies.get(key)
+        if peer is None:
+            sink = ProxySink(self, origin, number)
+            peer = self.relay.hub.connect(now, sink=sink)
+            sink.peer = peer
+            self.proxies[key] = peer
+        return peer
+
+    def _handle_request(self, origin: bytes, number: int, envelope: bytes) -> None:
+        hub = self.relay.hub
+        now = trio.current_time()
+        peer = self._proxy(origin, number, now)
+        try:
+            req = codec.decode_request(envelope)
+        except DecodeError as exc:
+            hub.bad_request(peer, exc, exc.request_id, now)
+        else:
+            hub.handle(peer, req, now)
+        self.relay.flush()
+        if not peer.seats and not peer.tickets and not peer.catching_up:
+            # Nothing of it lives here: forget it (the origin checked the id and rate).
+            sink = peer.sink
+            assert isinstance(sink, ProxySink)
+            self.drop_proxy(sink)
+
+    def _room_changed(self, room: Room, opened: bool) -> None:
+        if opened:
+            subject = self.key.subject("room", room.code)
+            self.room_subs[room.code] = self.client.subscribe(subject, self._on_bus)
+        else:
+            sub = self.room_subs.pop(room.code, None)
+            if sub is not None:
+                self.client.unsubscribe(sub)
+
+    # ------------------------------------------------------------------ the bus
+
+    def _publish(self, subject: bytes, items: list[Any], reply: bytes | None = None) -> None:
+        plain = msgpack.packb(items, use_bin_type=True)
+        self.client.publish(subject, self.sealer.seal(subject, plain), reply)
+
+    def _on_bus(self, msg: wire.Msg) -> None:
+        try:
+            _sender, plain = self.opener.open(msg.subject, msg.payload)
+            items = msgpack.unpackb(plain, raw=False, strict_map_key=True)
+            kind = items[0]
+            if kind == REQ:
+                _, origin, number, envelope = items
+                self.peers_seen.setdefault(origin, trio.current_time())
+                self._handle_request(origin, number, envelope)
+            elif kind == OUT:
+                _, home, frames, entries, closes = items
+                self._deliver(home, frames, entries, closes)
+            elif kind == GONE:
+                _, origin, number = items
+                peer = self.proxies.get((origin, number))
+                if peer is not None:
+                    sink = peer.sink
+                    assert isinstance(sink, ProxySink)
+                    self.drop_proxy(sink)
+                    self.relay.flush()
+            elif kind == BEAT and items[1] != self.tag:
+                self.peers_seen[items[1]] = trio.current_time()
+        except BusSealError:
+            self.unsealable += 1
+            self.relay.metrics.cluster_dropped.inc()
+        except (ValueError, TypeError, IndexError, msgpack.UnpackException):
+            # Sealed under our key but not understood: a bug or a newer version.
+            self.relay.metrics.cluster_dropped.inc()
+            log.warning("a cluster message could not be understood")
+
+    def _expire(self, now: float) -> None:
+        """Processes not heard from are gone; forwards not answered in time fail."""
+        for tag, seen in list(self.peers_seen.items()):
+            if now - seen > PEER_TIMEOUT:
+                del self.peers_seen[tag]
+                log.warning("a relay process of the cluster went silent")
+                for key, peer in list(self.proxies.items()):
+                    if key[0] == tag:
+                        sink = peer.sink
+                        assert isinstance(sink, ProxySink)
+                        self.drop_proxy(sink)
+        for number, conn in list(self.forwards.items()):
+            remote = conn.bus
+            fwd = remote.forward if remote is not None else None
+            if fwd is None or fwd.number != number:
+                self.forwards.pop(number, None)
+                continue
+            if fwd.deadline <= now:
+                assert remote is not None
+                self.forwards.pop(number, None)
+                remote.forward = None
+                self.forward_timeouts += 1
+                if conn.peer is not None and not conn.closing:
+                    self.relay.hub.error(conn.peer, fwd.request.id, RequestError(
+                        "another relay process did not answer in time",
+                        code=ErrorCode.RELAY_BUSY, retry_after=RETRY_AFTER,
+                    ))  # fmt: skip
+                self._continue(conn)
+
+
+__all__ = ["ClusterLink", "ProxySink", "Remote"]

@@ -1,0 +1,190 @@
+"""Rooms whose members sit on different relay processes of one cluster (real relays,
+real nats-server, the Python SDK as the client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from haven import client
+from haven.client.errors import RelayBusy, RoomNotFound
+from haven.protocol.errors import ErrorCode
+from haven.protocol.messages import Deliver, Presence
+
+from .clusterkit import start_cluster, until
+from .natskit import NatsServer, nats_server
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[NatsServer]:
+    with nats_server(tmp_path) as s:
+        yield s
+
+
+async def next_of(room: client.Room, kind: type[Any]) -> Any:
+    with trio.fail_after(10):
+        async for event in room.events():
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"stream ended before a {kind.__name__}")
+
+
+async def test_a_room_spans_two_processes(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path
+) -> None:
+    a, b = await start_cluster(nursery, bus.url, tmp_path, 2)
+    async with (
+        client.connect(a.url, a.public_key) as alice,
+        client.connect(b.url, b.public_key) as bob,
+    ):
+        room = await alice.create_room(topic="across")
+        assert room.code in a.relay.hub.rooms
+        assert room.code not in b.relay.hub.rooms  # the room lives on its home only
+        theirs = await bob.join(room.code)
+        assert theirs.alias != room.alias
+        joined = await next_of(room, Presence)
+        assert (joined.alias, joined.event) == (theirs.alias, "joined")
+
+        sent = await theirs.send(b"from bob on B")
+        got = await next_of(room, Deliver)
+        assert (got.body, got.sender, got.seq) == (b"from bob on B", theirs.alias, sent.seq)
+        back = await room.send(b"from alice on A")
+        got = await next_of(theirs, Deliver)
+        assert (got.body, got.seq) == (b"from alice on A", back.seq)
+        await theirs.typing()
+
+        await theirs.leave()
+        left = await next_of(room, Presence)
+        assert (left.alias, left.event) == (theirs.alias, "left")
+        # A code no process holds: NATS says "no responders", the client a typed error.
+        with pytest.raises(RoomNotFound):
+            await bob.join("0000-0000-0000-0000-0000-0000-0000")
+        assert b.relay.cluster.forwarded >= 4
+        await until(lambda: not a.relay.cluster.proxies)  # bob holds nothing on A now
+
+
+async def test_one_order_and_exactly_once_across_three_processes(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path
+) -> None:
+    relays = await start_cluster(nursery, bus.url, tmp_path, 3)
+    async with (
+        client.connect(relays[0].url, relays[0].public_key) as c0,
+        client.connect(relays[1].url, relays[1].public_key) as c1,
+        client.connect(relays[2].url, relays[2].public_key) as c2,
+    ):
+        home = await c0.create_room(kind="group")
+        rooms = [home, await c1.join(home.code), await c2.join(home.code)]
+        per_member = 30
+
+        async def talk(room: client.Room, who: int) -> None:
+            for i in range(per_member):
+                await room.send(b"%d:%d" % (who, i))
+
+        async with trio.open_nursery() as senders:
+            for who, room in enumerate(rooms):
+                senders.start_soon(talk, room, who)
+
+        seen: list[list[tuple[int, bytes]]] = []
+        for room in rooms:
+            got: list[tuple[int, bytes]] = []
+            with trio.fail_after(10):
+                async for event in room.events():
+                    if isinstance(event, Deliver):
+                        got.append((event.seq, event.body))
+                        if len(got) == 2 * per_member:
+                            break
+            seen.append(got)
+        everything = sorted({x for got in seen for x in got})
+        assert len(everything) == 3 * per_member  # each message once, one seq each
+        for got in seen:
+            assert got == sorted(got)  # one seq order for everyone
+            assert len(set(got)) == len(got)  # exactly once
+        seqs = [s for s, _ in everything]
+        assert len(set(seqs)) == len(seqs)
+
+
+async def test_requests_to_a_remote_room_keep_their_reply_order(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path
+) -> None:
+    a, b = await start_cluster(nursery, bus.url, tmp_path, 2)
+    async with (
+        client.connect(a.url, a.public_key) as alice,
+        client.connect(b.url, b.public_key) as bob,
+    ):
+        room = await alice.create_room()
+        theirs = await bob.join(room.code)
+        # Local and remote requests interleaved on one connection, all in flight at once.
+        async with trio.open_nursery() as n:
+            for i in range(20):
+                n.start_soon(theirs.send, b"m%d" % i)
+                n.start_soon(bob.ping)
+        bodies = []
+        with trio.fail_after(10):
+            async for event in room.events():
+                if isinstance(event, Deliver):
+                    bodies.append(event.body)
+                    if len(bodies) == 20:
+                        break
+        assert sorted(bodies) == sorted(b"m%d" % i for i in range(20))
+
+
+async def test_resume_on_another_process(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path
+) -> None:
+    a, b, c = await start_cluster(nursery, bus.url, tmp_path, 3)
+    async with client.connect(a.url, a.public_key) as alice:
+        room = await alice.create_room()
+        async with client.connect(b.url, b.public_key, auto_resume=False) as bob:
+            theirs = await bob.join(room.code)
+            token = theirs.seat.token
+            first = await room.send(b"m1")
+            assert (await next_of(theirs, Deliver)).body == b"m1"
+            assert (await next_of(room, Presence)).event == "joined"
+        # bob's connection to B is gone: his seat on A is held; he comes back through C.
+        await until(lambda: not a.relay.cluster.proxies)
+        assert (await next_of(room, Presence)).event == "away"
+        for n in (2, 3, 4):
+            await room.send(b"m%d" % n)
+        async with client.connect(c.url, c.public_key) as bob_again:
+            back = await bob_again.resume(token, after=first.seq)
+            assert isinstance(back, client.Room)
+            assert back.seat.resumed
+            bodies = [(await next_of(back, Deliver)).body for _ in range(3)]
+            assert bodies == [b"m2", b"m3", b"m4"]
+            await room.send(b"m5")
+            assert (await next_of(back, Deliver)).body == b"m5"
+            assert (await next_of(room, Presence)).event == "back"
+            # The old token is spent; the new one names the same home.
+            assert back.seat.token != token
+            assert back.seat.token[:8] == token[:8]
+
+
+async def test_bus_down_refuses_remote_work_with_a_typed_error_and_recovers(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path
+) -> None:
+    a, b = await start_cluster(nursery, bus.url, tmp_path, 2)
+    async with (
+        client.connect(a.url, a.public_key) as alice,
+        client.connect(b.url, b.public_key) as bob,
+    ):
+        room = await alice.create_room()
+        theirs = await bob.join(room.code)
+        bus.stop()
+        await until(lambda: not b.relay.cluster.ready and not a.relay.cluster.ready)
+        with pytest.raises(RelayBusy) as failed:
+            await theirs.send(b"while the bus is down")
+        assert failed.value.code is ErrorCode.RELAY_BUSY
+        assert failed.value.retry_after is not None
+        mine = await alice.create_room()  # local work goes on
+        assert mine.code in a.relay.hub.rooms
+        bus.start()
+        await until(lambda: b.relay.cluster.ready and a.relay.cluster.ready)
+        await b.relay.cluster.client.flush()
+        await a.relay.cluster.client.flush()
+        sent = await theirs.send(b"after the restart")
+        got = await next_of(room, Deliver)
+        assert (got.body, got.seq) == (b"after the restart", sent.seq)

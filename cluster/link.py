@@ -48,7 +48,14 @@ import trio
 
 from haven.protocol import codec, codes
 from haven.protocol import messages as m
-from haven.protocol.errors import CodeFormatError, DecodeError, ErrorCode, RequestError
+from haven.protocol.errors import (
+    CodeFormatError,
+    DecodeError,
+    ErrorCode,
+    HavenError,
+    RequestError,
+)
+from haven.protocol.frames import unpad
 
 from . import nats, wire
 from .seal import BusSealError, ClusterKey, Opener, Sealer
@@ -68,6 +75,8 @@ HEARTBEAT = 1.0
 PEER_TIMEOUT = 3.5
 #: Seconds a forwarded request may wait for its reply before the client is told to retry.
 FORWARD_TIMEOUT = 3.0
+#: Rooms on other processes remembered per connection (more than it may hold at once).
+MAX_REMEMBERED_ROOMS = 64
 #: Requests one connection may have waiting behind a forwarded one.
 MAX_WAITING = 64
 RETRY_AFTER = 2
@@ -92,6 +101,8 @@ class Remote:
     forward: Forward | None = None
     waiting: deque[m.Request] = field(default_factory=deque)
     homes: set[bytes] = field(default_factory=set)  #: processes holding a proxy of it
+    #: Rooms it joined or resumed on other processes: code -> home (newest last).
+    rooms: dict[str, bytes] = field(default_factory=dict)
 
 
 class ProxySink:
@@ -344,6 +355,8 @@ class ClusterLink:
                 answered.append(conn)
                 waited = trio.current_time() - (fwd.deadline - FORWARD_TIMEOUT)
                 self.relay.metrics.bus_latency.observe(waited)
+                if isinstance(fwd.request, m.Join | m.Resume):
+                    self._learn(remote, home, frames[index])
             conn.push_padded(frames[index])
         for number, code in closes:
             conn = self.remotes.get(number)
@@ -352,6 +365,34 @@ class ClusterLink:
         self.relay.flush()
         for conn in answered:
             self._continue(conn)
+
+    @staticmethod
+    def _learn(remote: Remote, home: bytes, padded: bytes) -> None:
+        """Note which room a granted seat is in (to end it if its home is lost)."""
+        try:
+            reply = codec.decode_server(unpad(padded))
+        except HavenError:
+            return
+        if isinstance(reply, m.Joined):
+            rooms = remote.rooms
+            rooms.pop(reply.seat.room, None)
+            rooms[reply.seat.room] = home
+            if len(rooms) > MAX_REMEMBERED_ROOMS:
+                del rooms[next(iter(rooms))]
+
+    def _home_lost(self, tag: bytes) -> None:
+        """Rooms whose home process is gone end for members here (``room_closed``
+        ``draining``: the relay holding the room went away), at once rather than when
+        their next request finds no one."""
+        hub = self.relay.hub
+        for conn in list(self.remotes.values()):
+            remote = conn.bus
+            if remote is None or tag not in remote.homes or conn.peer is None:
+                continue
+            remote.homes.discard(tag)
+            for code in [c for c, home in remote.rooms.items() if home == tag]:
+                del remote.rooms[code]
+                hub.out.append((conn.peer, m.RoomClosed(room=code, reason="draining")))
 
     # ------------------------------------------------------------- the home side
 
@@ -460,10 +501,11 @@ class ClusterLink:
             kind = items[0]
             if kind == REQ:
                 _, origin, number, envelope = items
-                self.peers_seen.setdefault(origin, trio.current_time())
+                self._heard(origin)
                 self._handle_request(origin, number, envelope)
             elif kind == OUT:
                 _, home, frames, entries, closes = items
+                self._heard(home)
                 self._deliver(home, frames, entries, closes)
             elif kind == GONE:
                 _, origin, number = items
@@ -473,8 +515,8 @@ class ClusterLink:
                     assert isinstance(sink, ProxySink)
                     self.drop_proxy(sink)
                     self.relay.flush()
-            elif kind == BEAT and items[1] != self.tag:
-                self.peers_seen[items[1]] = trio.current_time()
+            elif kind == BEAT:
+                self._heard(items[1])
         except BusSealError:
             self.unsealable += 1
             self.relay.metrics.cluster_dropped.inc()
@@ -483,12 +525,18 @@ class ClusterLink:
             self.relay.metrics.cluster_dropped.inc()
             log.warning("a cluster message could not be understood")
 
+    def _heard(self, tag: bytes) -> None:
+        """Any message from a process shows it is alive (not only its heartbeat)."""
+        if tag != self.tag:
+            self.peers_seen[tag] = trio.current_time()
+
     def _expire(self, now: float) -> None:
         """Processes not heard from are gone; forwards not answered in time fail."""
         for tag, seen in list(self.peers_seen.items()):
             if now - seen > PEER_TIMEOUT:
                 del self.peers_seen[tag]
                 log.warning("a relay process of the cluster went silent")
+                self._home_lost(tag)
                 for key, peer in list(self.proxies.items()):
                     if key[0] == tag:
                         sink = peer.sink

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from haven import client
-from haven.protocol.messages import Deliver
+from haven.protocol.messages import Deliver, RoomClosed
 from tests.client.netkit import BANNER, REPO, Proxy
 
 from .clusterkit import cluster_key_file
@@ -132,3 +132,30 @@ async def _body(room: client.Room) -> bytes:
     event = await _next(room, Deliver)
     assert isinstance(event, Deliver)
     return event.body
+
+
+async def test_rooms_of_a_killed_home_end_for_members_elsewhere(
+    bus: NatsServer, tmp_path: Path
+) -> None:
+    """The loss when a room's home dies: the room (its state lived there) ends, and
+    members on other processes are told at once (``room_closed`` ``draining``) rather
+    than finding out at their next request; their connection and other rooms go on."""
+    with ExitStack() as stack:
+        a, b = (stack.enter_context(relay_proc(bus, tmp_path)) for _ in range(2))
+        await wait_ready(a, b)
+        async with (
+            client.connect(a.url, a.key, auto_resume=False) as alice,
+            client.connect(b.url, b.key) as bob,
+        ):
+            room = await alice.create_room()
+            theirs = await bob.join(room.code)
+            mine = await bob.create_room()  # a room on B: unaffected
+            await theirs.send(b"hello")
+            a.proc.send_signal(signal.SIGKILL)
+            ended = await _next(theirs, RoomClosed)
+            assert isinstance(ended, RoomClosed)
+            assert ended.reason == "draining"
+            assert theirs.ended
+            assert not mine.ended
+            await mine.send(b"still here")
+            await bob.ping()

@@ -42,7 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``loadtest`` subcommand's options."""
     p.description = __doc__.split("\n\n")[0] if __doc__ else None
     target = p.add_argument_group("target")
-    target.add_argument("--url", help="relay URL, e.g. ws://127.0.0.1:8765/")
+    target.add_argument("--url", action="append",
+                        help="relay URL, e.g. ws://127.0.0.1:8765/; repeat it for the "
+                        "processes of a cluster: each room's members are spread over them, "
+                        "and a dropped member resumes on the next one")  # fmt: skip
     target.add_argument("--key", help="relay public key as printed by serve (--key=KEY)")
     target.add_argument(
         "--spawn", action="store_true", help="start a local relay for this run, stop it after"
@@ -94,11 +97,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", action="store_true", help="no live progress bar")
 
 
-def _spec(args: argparse.Namespace, url: str, key: bytes, token: bytes | None) -> LoadSpec:
+def _spec(args: argparse.Namespace, url: str, key: bytes, token: bytes | None,
+          more_urls: tuple[str, ...] = ()) -> LoadSpec:  # fmt: skip
     total = args.ramp_up + args.duration
     return LoadSpec(
-        url=url, key=key, rooms=args.rooms, members=args.members, rate=args.rate,
-        size=args.size, ramp_up=args.ramp_up, duration=args.duration, kind=args.kind,
+        url=url, more_urls=more_urls, key=key, rooms=args.rooms, members=args.members,
+        rate=args.rate, size=args.size, ramp_up=args.ramp_up, duration=args.duration,
+        kind=args.kind,
         churn_leave=args.churn_leave, churn_join=args.churn_join, churn_drop=args.churn_drop,
         churn_pause=args.churn_pause, visitor_stay=args.visitor_stay, settle=args.settle,
         moderator_token=token, timeline_interval=max(1.0, total / 200), seed=args.seed,
@@ -198,13 +203,14 @@ async def _target_and_run(args: argparse.Namespace, console: Console,
     else:
         if not args.url or not args.key:
             raise CannotRun("give --url and --key of a relay, or --spawn")
-        url = args.url
+        url, *more = args.url
         try:
             key = decode_key(args.key)
         except ValueError as exc:
             raise CannotRun(str(exc)) from None
-        _check_target(url, args.allow_remote)
-    spec = _spec(args, url, key, token)
+        for each in args.url:
+            _check_target(each, args.allow_remote)
+    spec = _spec(args, url, key, token, tuple(more) if not args.spawn else ())
     sample = args.sample_interval or (10.0 if args.mode == "soak" else 1.0)
     opts = RunOptions(
         workers=args.workers, slo=checks, mode=args.mode, ramp_steps=steps,

@@ -34,7 +34,9 @@ from .wire import LoadClient, ReceiveHook, ReplyError, WireError, connect, reply
 class Member:
     """One member's seat in one room, across reconnects (forced drops) and rejoins."""
 
-    __slots__ = ("alias", "conn", "id", "last_seq", "number", "present", "room", "token")
+    __slots__ = (
+        "alias", "conn", "id", "last_seq", "moves", "number", "present", "room", "token",
+    )  # fmt: skip
 
     def __init__(self, member_id: int) -> None:
         self.id = member_id
@@ -45,6 +47,7 @@ class Member:
         self.last_seq = 0
         self.number = 0
         self.present = False
+        self.moves = 0  #: resumes so far (each on the next process of a cluster)
 
 
 class MemberDriver:
@@ -113,8 +116,9 @@ class MemberDriver:
 
     # ------------------------------------------------------------- connections
 
-    async def _connect(self, initial: bool) -> LoadClient:
+    async def _connect(self, initial: bool, url: str | None = None) -> LoadClient:
         assert self._nursery is not None
+        url = url or self.spec.url
         began = time.monotonic()
         if initial and self.connect_start is None:
             self.connect_start = began
@@ -122,7 +126,7 @@ class MemberDriver:
         while True:
             try:
                 conn, seconds = await connect(
-                    self.spec.url, self.spec.key, self._nursery, self.spec.connect_timeout
+                    url, self.spec.key, self._nursery, self.spec.connect_timeout
                 )
                 break
             except WireError as exc:
@@ -148,7 +152,7 @@ class MemberDriver:
 
     async def _create(self, member: Member) -> str:
         spec = self.spec
-        conn = await self._connect(initial=True)
+        conn = await self._connect(initial=True, url=spec.url_for(member.id))
         self._attach(member, conn)
         max_members = None if spec.kind == "direct" else spec.members + VISITOR_HEADROOM
         kind = "direct" if spec.kind == "direct" else "group"
@@ -157,7 +161,7 @@ class MemberDriver:
         return reply.seat.room
 
     async def _join(self, member: Member, code: str, *, initial: bool) -> None:
-        conn = await self._connect(initial=initial)
+        conn = await self._connect(initial=initial, url=self.spec.url_for(member.id))
         self._attach(member, conn)
         reply = await conn.request(lambda i: m.Join(id=i, room=code))
         assert isinstance(reply, m.Joined)
@@ -323,8 +327,10 @@ class MemberDriver:
         if old is not None:
             old.abort()
             self._conns.discard(old)
+        member.moves += 1
         try:
-            conn = await self._connect(initial=False)
+            url = self.spec.url_for(member.id, member.moves)
+            conn = await self._connect(initial=False, url=url)
         except WireError:
             member.present = False
             return

@@ -27,6 +27,9 @@ class LoadSpec:
 
     url: str
     key: bytes
+    #: Further processes of the same cluster (``--url`` repeated): member ``n`` connects
+    #: to ``urls[n % len(urls)]``, so every room spans processes.
+    more_urls: tuple[str, ...] = ()
     rooms: int = 10
     members: int = 2
     rate: float = 1.0  #: messages per second per member (0: connect and stay idle)
@@ -44,6 +47,15 @@ class LoadSpec:
     moderator_token: bytes | None = None
     timeline_interval: float = 1.0
     seed: int = 0
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.more_urls)
+
+    def url_for(self, member: int, moves: int = 0) -> str:
+        """Where member ``member`` connects (after ``moves`` resumes: the next process)."""
+        urls = self.urls
+        return urls[(member + moves) % len(urls)]
 
     def validate(self) -> None:
         """Refuse loads that cannot run, with a message saying why (``ValueError``)."""

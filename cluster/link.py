@@ -77,6 +77,8 @@ PEER_TIMEOUT = 3.5
 FORWARD_TIMEOUT = 3.0
 #: Rooms on other processes remembered per connection (more than it may hold at once).
 MAX_REMEMBERED_ROOMS = 64
+#: Subjects remembered (room codes and process tags); the table starts afresh when full.
+MAX_SUBJECTS = 16384
 #: Requests one connection may have waiting behind a forwarded one.
 MAX_WAITING = 64
 RETRY_AFTER = 2
@@ -158,8 +160,9 @@ class ClusterLink:
         self.sealer = Sealer(self.key)
         self.opener = Opener(self.key)
         self.client = nats.NatsClient(options, on_state=self._on_state)
-        self.node_subject = self.key.subject("node", self.tag)
-        self.beat_subject = self.key.subject("heartbeat")
+        self._subjects: dict[tuple[str, bytes | str], bytes] = {}
+        self.node_subject = self.subject("node", self.tag)
+        self.beat_subject = self.subject("heartbeat", b"")
         #: (origin tag, connection number) -> the proxy peer standing for it here.
         self.proxies: dict[tuple[bytes, int], Peer] = {}
         #: Local connections by bus number, and their forwarded requests by number.
@@ -265,7 +268,7 @@ class ClusterLink:
             home = token[:TAG_BYTES]
             if home == self.tag:
                 return None
-            return self.key.subject("node", home)
+            return self.subject("node", home)
         if isinstance(req, m.CreateRoom):
             return None
         room = getattr(req, "room", None)
@@ -277,7 +280,7 @@ class ClusterLink:
             return None  # answered here (BAD_CODE), or a scheduled room's name
         if canonical in peer.seats or canonical in hub.rooms:
             return None
-        return self.key.subject("room", canonical)
+        return self.subject("room", canonical)
 
     def _number(self) -> int:
         n = self._next
@@ -334,7 +337,7 @@ class ClusterLink:
         for home in remote.homes:
             # If the bus is down, the home drops the proxy when this process goes silent.
             with contextlib.suppress(nats.NatsError):
-                self._publish(self.key.subject("node", home), [GONE, self.tag, remote.number])
+                self._publish(self.subject("node", home), [GONE, self.tag, remote.number])
 
     def _deliver(self, home: bytes, frames: list[bytes], entries: list[Any],
                  closes: list[Any]) -> None:  # fmt: skip
@@ -411,8 +414,9 @@ class ClusterLink:
         self.outgoing(origin)
 
     def kick(self, latency: float) -> None:
-        """End of a flush: one bus message per origin with everything for it."""
-        self.dirty = False
+        """End of a flush: one bus message per origin with everything for it, and all
+        of it written to the bus at once."""
+        self.dirty = True  # (what is published here is written below)
         out, self._out = self._out, {}
         closes, self._closes = self._closes, {}
         for origin, batch in out.items():
@@ -427,12 +431,14 @@ class ClusterLink:
                 entries.append((conn, rid, i))
             try:
                 self._publish(
-                    self.key.subject("node", origin),
+                    self.subject("node", origin),
                     [OUT, self.tag, frames, entries, closes.get(origin, [])],
                 )
             except nats.NatsError:
                 # The origin's clients miss these; it will see them as a gap and resume.
                 self.relay.metrics.cluster_dropped.inc(len(entries))
+        self.dirty = False
+        self.client.write_now()
         self._refill()
 
     def _refill(self) -> None:
@@ -481,7 +487,7 @@ class ClusterLink:
 
     def _room_changed(self, room: Room, opened: bool) -> None:
         if opened:
-            subject = self.key.subject("room", room.code)
+            subject = self.subject("room", room.code)
             self.room_subs[room.code] = self.client.subscribe(subject, self._on_bus)
         else:
             sub = self.room_subs.pop(room.code, None)
@@ -493,6 +499,20 @@ class ClusterLink:
     def _publish(self, subject: bytes, items: list[Any], reply: bytes | None = None) -> None:
         plain = msgpack.packb(items, use_bin_type=True)
         self.client.publish(subject, self.sealer.seal(subject, plain), reply)
+        if not self.dirty:
+            # Written at the end of this flush, in one system call with the rest.
+            self.dirty = True
+            self.relay.dirty.append(self)  # type: ignore[arg-type]
+
+    def subject(self, kind: str, name: bytes | str) -> bytes:
+        """``ClusterKey.subject``, remembered (an HMAC per forwarded message adds up)."""
+        key = (kind, name)
+        subject = self._subjects.get(key)
+        if subject is None:
+            if len(self._subjects) >= MAX_SUBJECTS:
+                self._subjects.clear()
+            subject = self._subjects[key] = self.key.subject(kind, name)
+        return subject
 
     def _on_bus(self, msg: wire.Msg) -> None:
         try:

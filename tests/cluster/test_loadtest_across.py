@@ -40,6 +40,6 @@ async def test_loss_accounting_stays_exact_across_processes(
     assert rep["expected"] == rep["delivered"]
     assert (rep["lost"], rep["duplicated"], rep["unexpected"], rep["errors"]) == (0, 0, 0, 0)
     # The rooms spanned both processes: the sends of members away from their room's
-    # home (at least one member in each room) crossed the bus.
+    # home (about half of them; a resumed member may land on the home) crossed the bus.
     forwarded = a.relay.cluster.forwarded + b.relay.cluster.forwarded
-    assert forwarded >= rep["sent"] // members
+    assert forwarded >= rep["sent"] // 4

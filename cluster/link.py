@@ -39,6 +39,7 @@ import contextlib
 import logging
 import os
 import ssl
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,8 @@ from haven.protocol.errors import (
     RequestError,
 )
 from haven.protocol.frames import unpad
+from haven.relay import flows
+from haven.relay.tokens import Claims
 
 from . import nats, wire
 from .seal import BusSealError, ClusterKey, Opener, Sealer
@@ -73,6 +76,8 @@ TAG_BYTES = 8
 #: Seconds between heartbeats, and after which an unheard process counts as gone.
 HEARTBEAT = 1.0
 PEER_TIMEOUT = 3.5
+#: Seconds a new link waits to hear the others before it decides who leads.
+SETTLE = 1.5 * HEARTBEAT
 #: Seconds a forwarded request may wait for its reply before the client is told to retry.
 FORWARD_TIMEOUT = 3.0
 #: Rooms on other processes remembered per connection (more than it may hold at once).
@@ -83,7 +88,15 @@ MAX_SUBJECTS = 16384
 MAX_WAITING = 64
 RETRY_AFTER = 2
 #: Bus message kinds (the first item of every sealed msgpack payload).
-REQ, OUT, GONE, BEAT = 1, 2, 3, 4
+REQ, OUT, GONE, BEAT, ESC, ESC_DONE = 1, 2, 3, 4, 5, 6
+#: Requests about the cluster's shared space (queues, handoff codes, the directory):
+#: handled by the *leader*, the longest-running process (see ``ClusterLink.leader``).
+SHARED_SPACE = (
+    m.RequestHelp, m.CancelHelp, m.StaffCount, m.Duty, m.TakeNext, m.HandoffAccept,
+    m.Directory,
+)  # fmt: skip
+#: ``_target``'s answer for a request the leader must handle while none is known yet.
+UNSETTLED = b""
 
 
 @dataclass
@@ -175,6 +188,16 @@ class ClusterLink:
         self._out: dict[bytes, list[tuple[int, int, bytes]]] = {}
         self._closes: dict[bytes, list[tuple[int, int]]] = {}
         self.dirty = False
+        #: When this process started (wall clock): the oldest process leads.
+        self.started = time.time()
+        self.started_of: dict[bytes, float] = {}
+        self.link_up_at: float | None = None
+        #: Escalations sent to the leader: number -> (moderator, request id, deadline).
+        self.escalations: dict[int, tuple[Peer, int, float]] = {}
+        self.flows = flows.installed(relay.hub) if isinstance(relay.hub.ext, flows.Flows) else None
+        if self.flows is not None:
+            self.flows.schedules.enabled = self.is_leader
+            self.flows.queues.elsewhere = self.escalate_elsewhere
         # Aggregate counters (metrics): never per room, connection or process.
         self.forwarded = 0
         self.unsealable = 0
@@ -184,7 +207,33 @@ class ClusterLink:
 
     @property
     def ready(self) -> bool:
-        return self.client.connected
+        """Linked, and long enough to have heard the others (so it knows the leader)."""
+        return self.client.connected and self.settled
+
+    @property
+    def settled(self) -> bool:
+        up = self.link_up_at
+        return up is not None and trio.current_time() - up >= SETTLE
+
+    def leader(self) -> bytes | None:
+        """The process that holds the shared space: the longest-running one heard.
+
+        ``None`` until this process has been linked long enough to have heard every
+        other's heartbeat (a process that has just started must not think it leads).
+        A process started later never takes over; when the leader is gone (silent for
+        ``PEER_TIMEOUT``), the next oldest leads, and what the old one held is lost.
+        """
+        if not self.settled:
+            return None
+        best = (self.started, self.tag)
+        for tag in self.peers_seen:
+            started = self.started_of.get(tag)
+            if started is not None and (started, tag) < best:
+                best = (started, tag)
+        return best[1]
+
+    def is_leader(self) -> bool:
+        return self.leader() == self.tag
 
     # ------------------------------------------------------------ the Trio side
 
@@ -200,7 +249,7 @@ class ClusterLink:
         while True:
             now = trio.current_time()
             if self.client.connected:
-                self._publish(self.beat_subject, [BEAT, self.tag])
+                self._publish(self.beat_subject, [BEAT, self.tag, self.started])
             self._expire(now)
             self.relay.flush()
             await trio.sleep(HEARTBEAT / 2)
@@ -209,6 +258,9 @@ class ClusterLink:
         """The bus came or went (``/readyz`` follows ``ready``)."""
         if up:
             log.info("cluster link up")
+            self.link_up_at = trio.current_time()
+        else:
+            self.link_up_at = None
 
     # ----------------------------------------------------------- the origin side
 
@@ -238,13 +290,22 @@ class ClusterLink:
             hub.error(peer, req.id, RequestError(code=ErrorCode.BAD_REQUEST_ID))
             return True
         peer.last_id = req.id
+        if subject == UNSETTLED:
+            hub.error(peer, req.id, RequestError(
+                "the relay is joining its cluster; retry shortly", code=ErrorCode.RELAY_BUSY,
+                retry_after=RETRY_AFTER,
+            ))  # fmt: skip
+            return True
         if remote is None:
             remote = conn.bus = Remote(self._number())
             self.remotes[remote.number] = conn
         number = self._number()
         reply = self.node_subject + b".%d" % number
         try:
-            self._publish(subject, [REQ, self.tag, remote.number, codec.encode(req)], reply)
+            claims = _claims_out(peer.claims)
+            self._publish(
+                subject, [REQ, self.tag, remote.number, codec.encode(req), claims], reply
+            )
         except nats.NatsError:
             hub.error(peer, req.id, RequestError(
                 "the relay cannot reach the rest of its cluster", code=ErrorCode.RELAY_BUSY,
@@ -269,6 +330,8 @@ class ClusterLink:
             if home == self.tag:
                 return None
             return self.subject("node", home)
+        if isinstance(req, SHARED_SPACE) or (isinstance(req, m.CreateRoom) and req.listed):
+            return self._leader_subject()
         if isinstance(req, m.CreateRoom):
             return None
         room = getattr(req, "room", None)
@@ -277,10 +340,21 @@ class ClusterLink:
         try:
             canonical = codes.parse_room_code(room)
         except CodeFormatError:
-            return None  # answered here (BAD_CODE), or a scheduled room's name
+            return None  # answered here (BAD_CODE)
         if canonical in peer.seats or canonical in hub.rooms:
             return None
+        flows_ = self.flows
+        if isinstance(req, m.Join) and flows_ is not None and canonical in flows_.schedules.by_code:
+            return self._leader_subject()  # scheduled rooms open on the leader
         return self.subject("room", canonical)
+
+    def _leader_subject(self) -> bytes | None:
+        leader = self.leader()
+        if leader is None:
+            return UNSETTLED
+        if leader == self.tag:
+            return None
+        return self.subject("node", leader)
 
     def _number(self) -> int:
         n = self._next
@@ -468,10 +542,15 @@ class ClusterLink:
             self.proxies[key] = peer
         return peer
 
-    def _handle_request(self, origin: bytes, number: int, envelope: bytes) -> None:
+    def _handle_request(
+        self, origin: bytes, number: int, envelope: bytes, claims: list[Any] | None
+    ) -> None:
         hub = self.relay.hub
         now = trio.current_time()
         peer = self._proxy(origin, number, now)
+        # The origin verified the connection's tokens; its claims come along (a process
+        # of the cluster is trusted: it holds the cluster key).
+        peer.claims = _claims_in(claims)
         try:
             req = codec.decode_request(envelope)
         except DecodeError as exc:
@@ -479,11 +558,83 @@ class ClusterLink:
         else:
             hub.handle(peer, req, now)
         self.relay.flush()
-        if not peer.seats and not peer.tickets and not peer.catching_up:
-            # Nothing of it lives here: forget it (the origin checked the id and rate).
-            sink = peer.sink
-            assert isinstance(sink, ProxySink)
-            self.drop_proxy(sink)
+
+    # ----------------------------------------------------------- escalations
+
+    def escalate_elsewhere(self, moderator: Peer, req: m.Escalate, target: Peer,
+                           now: float) -> bool:  # fmt: skip
+        """A moderator here escalates a member into a queue the leader holds: ask the
+        leader; the moderator's reply follows its answer (``ESC_DONE``)."""
+        leader = self.leader()
+        if leader is None:
+            raise RequestError("the relay is joining its cluster; retry shortly",
+                               code=ErrorCode.RELAY_BUSY, retry_after=RETRY_AFTER)  # fmt: skip
+        if leader == self.tag:
+            return False
+        address = self._address(target)
+        if address is None:
+            raise RequestError(code=ErrorCode.MEMBER_NOT_FOUND)
+        origin, number = address
+        n = self._number()
+        try:
+            self._publish(self.subject("node", leader),
+                          [ESC, self.tag, n, origin, number, req.queue])  # fmt: skip
+        except nats.NatsError:
+            raise RequestError(
+                "the relay cannot reach the rest of its cluster",
+                code=ErrorCode.RELAY_BUSY, retry_after=RETRY_AFTER,
+            ) from None  # fmt: skip
+        self.escalations[n] = (moderator, req.id, now + FORWARD_TIMEOUT)
+        return True
+
+    def _address(self, peer: Peer) -> tuple[bytes, int] | None:
+        """Where a peer's connection is: (its process, its number there)."""
+        sink = peer.sink
+        if isinstance(sink, ProxySink):
+            return sink.origin, sink.conn
+        conn = sink
+        if conn is None or getattr(conn, "closing", True):
+            return None
+        if conn.bus is None:
+            conn.bus = Remote(self._number())
+            self.remotes[conn.bus.number] = conn
+        return self.tag, conn.bus.number
+
+    def _on_escalate(self, asker: bytes, n: int, origin: bytes, number: int, queue: str) -> None:
+        """The leader: put the member into the queue's priority lane, answer the asker."""
+        assert self.flows is not None
+        now = trio.current_time()
+        if origin == self.tag:
+            conn = self.remotes.get(number)
+            peer = conn.peer if conn is not None and not conn.closing else None
+        else:
+            peer = self._proxy(origin, number, now)
+        code = 0
+        if peer is None:
+            code = int(ErrorCode.MEMBER_NOT_FOUND)
+        else:
+            try:
+                self.flows.queues.line(queue)
+                self.flows.queues.escalate(peer, queue, now)
+            except HavenError as exc:
+                code = int(exc.code)
+        self.relay.flush()
+        with contextlib.suppress(nats.NatsError):
+            self._publish(self.subject("node", asker), [ESC_DONE, self.tag, n, code])
+
+    def _on_escalated(self, n: int, code: int) -> None:
+        entry = self.escalations.pop(n, None)
+        if entry is None:
+            return
+        moderator, rid, _ = entry
+        hub = self.relay.hub
+        if moderator.closed:
+            return
+        if code:
+            hub.error(moderator, rid, RequestError(code=ErrorCode(code)))
+        else:
+            hub.reply(moderator, m.Ok(id=rid))
+        self.relay.flush()
 
     def _room_changed(self, room: Room, opened: bool) -> None:
         if opened:
@@ -520,9 +671,9 @@ class ClusterLink:
             items = msgpack.unpackb(plain, raw=False, strict_map_key=True)
             kind = items[0]
             if kind == REQ:
-                _, origin, number, envelope = items
+                _, origin, number, envelope, claims = items
                 self._heard(origin)
-                self._handle_request(origin, number, envelope)
+                self._handle_request(origin, number, envelope, claims)
             elif kind == OUT:
                 _, home, frames, entries, closes = items
                 self._heard(home)
@@ -536,7 +687,18 @@ class ClusterLink:
                     self.drop_proxy(sink)
                     self.relay.flush()
             elif kind == BEAT:
-                self._heard(items[1])
+                _, tag, started = items
+                self._heard(tag)
+                if tag != self.tag:
+                    self.started_of[tag] = float(started)
+            elif kind == ESC:
+                _, asker, n, origin, number, queue = items
+                self._heard(asker)
+                self._on_escalate(asker, n, origin, number, queue)
+            elif kind == ESC_DONE:
+                _, leader, n, code = items
+                self._heard(leader)
+                self._on_escalated(n, code)
         except BusSealError:
             self.unsealable += 1
             self.relay.metrics.cluster_dropped.inc()
@@ -555,6 +717,7 @@ class ClusterLink:
         for tag, seen in list(self.peers_seen.items()):
             if now - seen > PEER_TIMEOUT:
                 del self.peers_seen[tag]
+                self.started_of.pop(tag, None)
                 log.warning("a relay process of the cluster went silent")
                 self._home_lost(tag)
                 for key, peer in list(self.proxies.items()):
@@ -562,6 +725,14 @@ class ClusterLink:
                         sink = peer.sink
                         assert isinstance(sink, ProxySink)
                         self.drop_proxy(sink)
+        for n, (moderator, rid, deadline) in list(self.escalations.items()):
+            if deadline <= now:
+                del self.escalations[n]
+                if not moderator.closed:
+                    self.relay.hub.error(moderator, rid, RequestError(
+                        "the cluster's leader did not answer in time",
+                        code=ErrorCode.RELAY_BUSY, retry_after=RETRY_AFTER,
+                    ))  # fmt: skip
         for number, conn in list(self.forwards.items()):
             remote = conn.bus
             fwd = remote.forward if remote is not None else None
@@ -579,6 +750,24 @@ class ClusterLink:
                         code=ErrorCode.RELAY_BUSY, retry_after=RETRY_AFTER,
                     ))  # fmt: skip
                 self._continue(conn)
+
+
+def _claims_out(claims: Any) -> list[Any] | None:
+    """A connection's verified token claims, as plain values for the bus."""
+    if not isinstance(claims, tuple) or not claims:
+        return None
+    return [[c.role, list(c.queues), list(c.rooms), c.issued, c.expires, c.token_id, c.issuer]
+            for c in claims]  # fmt: skip
+
+
+def _claims_in(items: list[Any] | None) -> tuple[Claims, ...] | None:
+    if not items:
+        return None
+    return tuple(
+        Claims(role=r, queues=tuple(q), rooms=tuple(rs), issued=i, expires=e, token_id=t,
+               issuer=iss)
+        for r, q, rs, i, e, t, iss in items
+    )
 
 
 __all__ = ["ClusterLink", "ProxySink", "Remote"]

@@ -58,6 +58,9 @@ class Crisis:
         if target.peer is None:
             fail(ErrorCode.MEMBER_NOT_FOUND, "that member is away; try again when they are back")
         assert target.peer is not None
+        elsewhere = self.queues.elsewhere
+        if elsewhere is not None and elsewhere(peer, req, target.peer, now):
+            return  # the cluster's leader holds the queues; it answers for us
         self.queues.escalate(target.peer, req.queue, now)
         self.hub.reply(peer, m.Ok(id=req.id))
 

@@ -79,6 +79,9 @@ class Queues:
     """All intake queues of the relay."""
 
     def __init__(self, hub: Hub, settings: FlowSettings, auth: Auth) -> None:
+        #: Set by a cluster whose leader holds the queues: escalates a member there
+        #: (``True``), answering the moderator when the leader has (``ClusterLink``).
+        self.elsewhere: Callable[[Peer, m.Escalate, Peer, float], bool] | None = None
         self.hub = hub
         self.auth = auth
         self.lines = {name: Line(d) for name, d in settings.queues.items()}
@@ -132,7 +135,8 @@ class Queues:
 
     def _new_ticket(self, peer: Peer, queue: str, priority: bool, now: float) -> Ticket:
         ticket = Ticket(
-            queue=queue, token=codes.new_token(), peer=peer, priority=priority, since=now
+            queue=queue, token=self.hub.token_prefix + codes.new_token(), peer=peer,
+            priority=priority, since=now,
         )
         self.hub.tokens[ticket.token] = ticket
         peer.tickets[queue] = ticket
@@ -206,7 +210,7 @@ class Queues:
         if old is not None and old is not peer:
             old.tickets.pop(ticket.queue, None)  # the token holder wins
         del self.hub.tokens[ticket.token]
-        ticket.token = codes.new_token()
+        ticket.token = self.hub.token_prefix + codes.new_token()
         self.hub.tokens[ticket.token] = ticket
         ticket.peer = peer
         ticket.away_since = None

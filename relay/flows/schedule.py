@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -125,6 +126,8 @@ class Schedules:
         #: re-anchored: see ``Clock.epoch``).
         self._due = float("-inf")
         self._epoch = clock.epoch
+        #: Whether this process opens scheduled rooms (in a cluster, only the leader).
+        self.enabled: Callable[[], bool] = lambda: True
 
     def name_of(self, code: str) -> str | None:
         """The configured name of the scheduled room with ``code`` (moderator scopes)."""
@@ -162,6 +165,9 @@ class Schedules:
     def on_timer(self, now: float) -> None:
         """Open rooms whose window began, close those whose window ended; then wait for
         the next boundary of any configured window."""
+        if not self.enabled():
+            self._due = now + 1.0  # not ours to open (yet): look again in a second
+            return
         wall = self.clock.wall(now)
         self._epoch = self.clock.epoch
         nearest = float("inf")

@@ -48,6 +48,9 @@ async def start_cluster(
         for info in infos:
             await info.relay.cluster.client.wait_connected()
             await info.relay.cluster.client.flush()
+    # Linked long enough to have heard each other: all agree on the leader.
+    await until(lambda: all(i.relay.cluster.ready for i in infos))
+    await until(lambda: len({i.relay.cluster.leader() for i in infos}) == 1)
     return infos
 
 

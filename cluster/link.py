@@ -58,6 +58,7 @@ from haven.protocol.errors import (
 )
 from haven.protocol.frames import unpad
 from haven.relay import flows
+from haven.relay.config import ConfigError
 from haven.relay.tokens import Claims
 
 from . import nats, wire
@@ -153,7 +154,12 @@ def nats_options(config: Config) -> nats.Options:
     servers = [nats.Server.parse(url.strip()) for url in config.cluster.split(",")]
     password = None
     if config.nats_password_file is not None:
-        password = config.nats_password_file.read_text("utf-8").strip()
+        path = config.nats_password_file
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            raise ConfigError(f"the NATS password file {path} is readable by group or others "
+                              f"(mode {mode & 0o777:o}); run: chmod 600 {path}")  # fmt: skip
+        password = path.read_text("utf-8").strip()
     context = None
     if config.nats_ca_file is not None or any(s.tls for s in servers):
         cafile = str(config.nats_ca_file) if config.nats_ca_file is not None else None

@@ -152,6 +152,14 @@ def _check_or_print(args: argparse.Namespace) -> int:
         )
         Hub(config, 0.0, extend=flows.extension(config))  # parses queues, rooms, issuers
         load_or_generate_key(config)
+        if config.cluster is not None:
+            from haven.cluster.link import nats_options
+
+            from .keys import read_cluster_key
+
+            assert config.cluster_key is not None
+            read_cluster_key(config.cluster_key)
+            nats_options(config)  # the password file and CA bundle can be read
     except (ConfigError, KeyFileError, OSError, ValueError) as exc:
         print(f"haven: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,175 @@
+"""deploy/ for a cluster, checked by the real tools and run for real: the three NATS node
+configs (``nats-server -t``, then a three-node bus started from them with TLS and a
+password), the relay unit (``systemd-analyze verify``), the relay's cluster config
+(``haven serve --check-config``), and two relays on different nodes sharing a room."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from prometheus_client import CollectorRegistry
+
+from haven import client
+from haven.cluster.seal import ClusterKey
+from haven.protocol.messages import Deliver
+from haven.relay import config as config_mod
+from haven.relay import server
+from haven.relay.keys import write_cluster_key
+from tests.cluster.clusterkit import until
+from tests.cluster.natskit import free_port, nats_server_binary
+
+from .test_deploy_tools import DEPLOY, make_cert, run, tool
+
+PASSWORD = "a-long-random-relay-password"
+
+
+def nats_node_config(i: int, tmp: Path, ports: dict[str, list[int]]) -> Path:
+    """deploy/nats/nats-<i>.conf with the test certificate (made once per directory:
+    every node and relay must see the same one) and free loopback ports."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    if not cert.exists():
+        make_cert(tmp)
+    text = (DEPLOY / "nats" / f"nats-{i}.conf").read_text()
+    text = text.replace("/etc/nats/tls/server.pem", str(cert))
+    text = text.replace("/etc/nats/tls/server-key.pem", str(key))
+    text = text.replace("/etc/nats/tls/ca.pem", str(cert))
+    text = text.replace('"0.0.0.0:4222"', f'"127.0.0.1:{ports["client"][i - 1]}"')
+    text = text.replace('"0.0.0.0:6222"', f'"127.0.0.1:{ports["route"][i - 1]}"')
+    text = text.replace('"127.0.0.1:8222"', f'"127.0.0.1:{ports["http"][i - 1]}"')
+    for j in (1, 2, 3):
+        text = text.replace(f"tls://nats-{j}.haven.internal:6222",
+                            f"tls://127.0.0.1:{ports['route'][j - 1]}")  # fmt: skip
+    path = tmp / f"nats-{i}.conf"
+    path.write_text(text)
+    return path
+
+
+def test_the_three_node_configs_pass_nats_server_t(tmp_path: Path) -> None:
+    ports = {k: [free_port() for _ in range(3)] for k in ("client", "route", "http")}
+    for i in (1, 2, 3):
+        conf = nats_node_config(i, tmp_path, ports)
+        done = subprocess.run([nats_server_binary(), "-t", "-c", str(conf)],
+                              env={"NATS_RELAY_PASSWORD": PASSWORD},
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        shipped = (DEPLOY / "nats" / f"nats-{i}.conf").read_text()
+        settings = "\n".join(line.split("#")[0] for line in shipped.splitlines())
+        assert "jetstream" not in settings.lower()  # nothing is ever persisted
+        assert len(re.findall(r"tls://nats-\d\.haven\.internal:6222", shipped)) == 2
+
+
+def test_systemd_accepts_the_cluster_unit(tmp_path: Path) -> None:
+    unit = (DEPLOY / "haven-cluster@.service").read_text()
+    haven = Path(sys.executable).with_name("haven")
+    (tmp_path / "haven-cluster@.service").write_text(
+        unit.replace("/opt/haven/venv/bin/haven", str(haven))
+    )
+    instance = tmp_path / "haven-cluster@3.service"
+    instance.symlink_to(tmp_path / "haven-cluster@.service")
+    done = run(tool("systemd-analyze"), "verify", str(instance))
+    assert "haven-cluster" not in done.stderr, done.stderr
+
+
+def test_the_cluster_config_checks(tmp_path: Path) -> None:
+    cert, _, _ = make_cert(tmp_path)
+    key = tmp_path / "relay.key"
+    subprocess.run([sys.executable, "-m", "haven", "keygen", "--out", str(key)], check=True,
+                   capture_output=True)  # fmt: skip
+    cluster_key = tmp_path / "cluster.key"
+    write_cluster_key(cluster_key, ClusterKey.generate())
+    password = tmp_path / "nats.password"
+    password.write_text(PASSWORD)
+    password.chmod(0o600)
+    conf = (DEPLOY / "cluster.toml").read_text().replace("/etc/haven/nats-ca.pem", str(cert))
+    (tmp_path / "cluster.toml").write_text(conf)
+    args = [sys.executable, "-m", "haven", "serve", "--check-config",
+            "--config", str(tmp_path / "cluster.toml"), "--key", str(key),
+            "--cluster-key", str(cluster_key), "--nats-password-file", str(password)]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    password.chmod(0o644)
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "chmod 600" in done.stderr
+
+
+@contextmanager
+def three_node_bus(tmp: Path) -> Iterator[list[int]]:
+    ports = {k: [free_port() for _ in range(3)] for k in ("client", "route", "http")}
+    with ExitStack() as stack:
+        procs = []
+        for i in (1, 2, 3):
+            conf = nats_node_config(i, tmp, ports)
+            proc = subprocess.Popen(
+                [nats_server_binary(), "-c", str(conf)], env={"NATS_RELAY_PASSWORD": PASSWORD},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            procs.append(proc)
+            stack.callback(proc.wait, 10)
+            stack.callback(proc.terminate)
+        yield ports["client"]
+
+
+async def test_relays_on_different_nodes_of_the_shipped_bus_share_a_room(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    cert, _, _ = make_cert(tmp_path)  # the nodes' certificate (nats_node_config reuses it)
+    cluster_key = tmp_path / "cluster.key"
+    write_cluster_key(cluster_key, ClusterKey.generate())
+    password = tmp_path / "nats.password"
+    password.write_text(PASSWORD)
+    password.chmod(0o600)
+    key = X25519PrivateKey.generate()
+    with three_node_bus(tmp_path) as ports:
+        infos = []
+        for port in ports[:2]:  # each relay on its own node; the routes join them
+            config = config_mod.Config(
+                port=0, metrics_port=None, cluster=f"tls://127.0.0.1:{port}",
+                cluster_key=cluster_key, nats_user="haven-relay", nats_password_file=password,
+                nats_ca_file=cert,
+            )  # fmt: skip
+            infos.append(await nursery.start(
+                partial(server.serve, config, static_key=key, registry=CollectorRegistry())
+            ))  # fmt: skip
+        a, b = infos
+        await until(lambda: a.relay.cluster.ready and b.relay.cluster.ready)
+        await until(lambda: len(a.relay.cluster.peers_seen) == 1)  # heard across the routes
+        async with client.connect(a.url, a.public_key) as alice, client.connect(
+            b.url, b.public_key
+        ) as bob:
+            room = await alice.create_room()
+            theirs = await bob.join(room.code)
+            await theirs.send(b"across two NATS nodes")
+            with trio.fail_after(10):
+                async for event in room.events():
+                    if isinstance(event, Deliver):
+                        assert event.body == b"across two NATS nodes"
+                        break
+        # A wrong password: the relay starts, is never ready, and says why in its log.
+        wrong = tmp_path / "wrong.password"
+        wrong.write_text("not it")
+        wrong.chmod(0o600)
+        config = config_mod.Config(
+            port=0, metrics_port=None, cluster=f"tls://127.0.0.1:{ports[2]}",
+            cluster_key=cluster_key, nats_user="haven-relay", nats_password_file=wrong,
+            nats_ca_file=cert,
+        )  # fmt: skip
+        c = await nursery.start(
+            partial(server.serve, config, static_key=key, registry=CollectorRegistry())
+        )
+        await trio.sleep(1.0)
+        assert not c.relay.cluster.ready
+        assert c.relay.cluster.client.reconnects == 0
+
+
+if not Path("/usr/sbin/nats-server").exists() and not Path("/usr/bin/nats-server").exists():
+    pytest.fail("nats-server is not installed: run ./scripts/test", pytrace=False)

@@ -143,6 +143,7 @@ SERIES: dict[str, tuple[str, ...]] = {
     "haven_event_loop_lag_seconds": (),
     "haven_event_loop_lag_observed_seconds": (),
     "haven_ramonly_write_refusals_total": (),
+    "haven_cluster_enabled": (),
     "haven_cluster_link_up": (),
     "haven_cluster_peers": (),
     "haven_cluster_forwarded_total": (),
@@ -279,6 +280,10 @@ class _HubCollector(Collector):
         """The cluster link's aggregate counts (zeros for a single process)."""
         link = self.relay.cluster
         metrics = self.metrics
+        yield GaugeMetricFamily(
+            "haven_cluster_enabled", "1 when the relay runs as a process of a cluster",
+            value=int(link is not None),
+        )  # fmt: skip
         yield GaugeMetricFamily(
             "haven_cluster_link_up", "1 while the link to the NATS bus is up (0 alone)",
             value=int(link is not None and link.ready),

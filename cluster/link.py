@@ -85,6 +85,8 @@ FORWARD_TIMEOUT = 3.0
 MAX_REMEMBERED_ROOMS = 64
 #: Subjects remembered (room codes and process tags); the table starts afresh when full.
 MAX_SUBJECTS = 16384
+#: Seconds before asking again after NATS found no responder (then the answer stands).
+NO_RESPONDERS_RETRY = (0.02, 0.1)
 #: Requests one connection may have waiting behind a forwarded one.
 MAX_WAITING = 64
 RETRY_AFTER = 2
@@ -107,6 +109,10 @@ class Forward:
     number: int
     request: m.Request
     deadline: float
+    subject: bytes = b""
+    items: list[Any] = field(default_factory=list)
+    #: Times NATS said "no responders" and the request was sent again (see ``_on_status``).
+    retries: int = 0
 
 
 @dataclass
@@ -179,6 +185,9 @@ class ClusterLink:
         self.sealer = Sealer(self.key)
         self.opener = Opener(self.key)
         self.client = nats.NatsClient(options, on_state=self._on_state)
+        # Every publication here is written by ``kick`` at the end of the relay's flush
+        # (``_publish`` puts the link on the flush's list), so none wakes a writer task.
+        self.client.batched = True
         self._subjects: dict[tuple[str, bytes | str], bytes] = {}
         self.node_subject = self.subject("node", self.tag)
         self.beat_subject = self.subject("heartbeat", b"")
@@ -194,6 +203,7 @@ class ClusterLink:
         self._out: dict[bytes, list[tuple[int, int, bytes]]] = {}
         self._closes: dict[bytes, list[tuple[int, int]]] = {}
         self.dirty = False
+        self._nursery: trio.Nursery | None = None
         #: When this process started (wall clock): the oldest process leads.
         self.started = time.time()
         self.started_of: dict[bytes, float] = {}
@@ -248,6 +258,7 @@ class ClusterLink:
         self.client.subscribe(self.node_subject + b".*", self._on_status)
         self.client.subscribe(self.beat_subject, self._on_bus)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self.client.run)
             nursery.start_soon(self._beat)
 
@@ -307,11 +318,9 @@ class ClusterLink:
             self.remotes[remote.number] = conn
         number = self._number()
         reply = self.node_subject + b".%d" % number
+        items = [REQ, self.tag, remote.number, codec.encode(req), _claims_out(peer.claims)]
         try:
-            claims = _claims_out(peer.claims)
-            self._publish(
-                subject, [REQ, self.tag, remote.number, codec.encode(req), claims], reply
-            )
+            self._publish(subject, items, reply)
         except nats.NatsError:
             hub.error(peer, req.id, RequestError(
                 "the relay cannot reach the rest of its cluster", code=ErrorCode.RELAY_BUSY,
@@ -319,7 +328,7 @@ class ClusterLink:
             ))  # fmt: skip
             return True
         self.forwarded += 1
-        remote.forward = Forward(number, req, now + FORWARD_TIMEOUT)
+        remote.forward = Forward(number, req, now + FORWARD_TIMEOUT, subject, items)
         self.forwards[number] = conn
         return True
 
@@ -378,7 +387,16 @@ class ClusterLink:
         conn = self.forwards.pop(number, None)
         if conn is None or conn.bus is None or conn.bus.forward is None:
             return
-        req = conn.bus.forward.request
+        fwd = conn.bus.forward
+        if fwd.retries < len(NO_RESPONDERS_RETRY) and self._nursery is not None:
+            # A room made on another process a moment ago may not be known yet to the
+            # NATS node this process uses (interest spreads between nodes in a few ms):
+            # ask again shortly before saying the room does not exist.
+            delay = NO_RESPONDERS_RETRY[fwd.retries]
+            fwd.retries += 1
+            self._nursery.start_soon(self._resend, conn, fwd, delay)
+            return
+        req = fwd.request
         conn.bus.forward = None
         code = ErrorCode.NOT_A_MEMBER
         if isinstance(req, m.Join):
@@ -389,6 +407,19 @@ class ClusterLink:
         if conn.peer is not None and not conn.closing:
             self.relay.hub.error(conn.peer, req.id, RequestError(code=code))
         self._continue(conn)
+
+    async def _resend(self, conn: ClientSocket, fwd: Forward, delay: float) -> None:
+        await trio.sleep(delay)
+        if conn.closing or conn.bus is None or conn.bus.forward is not fwd:
+            return
+        number = self._number()
+        try:
+            self._publish(fwd.subject, fwd.items, self.node_subject + b".%d" % number)
+        except nats.NatsError:
+            return  # the forward times out and the client is told to retry
+        fwd.number = number
+        self.forwards[number] = conn
+        self.relay.flush()
 
     def _continue(self, conn: ClientSocket) -> None:
         """A forwarded request is answered: handle what waited behind it, in order."""
@@ -418,6 +449,7 @@ class ClusterLink:
             # If the bus is down, the home drops the proxy when this process goes silent.
             with contextlib.suppress(nats.NatsError):
                 self._publish(self.subject("node", home), [GONE, self.tag, remote.number])
+        self.client.write_now()  # no flush follows a connection's end
 
     def _deliver(self, home: bytes, frames: list[bytes], entries: list[Any],
                  closes: list[Any]) -> None:  # fmt: skip
@@ -624,9 +656,9 @@ class ClusterLink:
                 self.flows.queues.escalate(peer, queue, now)
             except HavenError as exc:
                 code = int(exc.code)
-        self.relay.flush()
         with contextlib.suppress(nats.NatsError):
             self._publish(self.subject("node", asker), [ESC_DONE, self.tag, n, code])
+        self.relay.flush()
 
     def _on_escalated(self, n: int, code: int) -> None:
         entry = self.escalations.pop(n, None)
@@ -646,6 +678,11 @@ class ClusterLink:
         if opened:
             subject = self.subject("room", room.code)
             self.room_subs[room.code] = self.client.subscribe(subject, self._on_bus)
+            if not self.dirty:
+                # On this flush's list before the reply that names the room: the
+                # subscription reaches NATS before anyone can know the code.
+                self.dirty = True
+                self.relay.dirty.append(self)  # type: ignore[arg-type]
         else:
             sub = self.room_subs.pop(room.code, None)
             if sub is not None:

@@ -174,6 +174,10 @@ class NatsClient:
         self._stream: trio.abc.Stream | None = None
         self._fd = -1
         self._sending = False  #: the writer task is inside send_all
+        #: The caller promises to call ``write_now`` after publishing (the relay does,
+        #: once per flush): publishing then wakes no task. Otherwise each publish wakes
+        #: the writer task, which writes whatever has accumulated.
+        self.batched = False
         #: One entry per PING in flight, oldest first (PONGs come back in order):
         #: ``None`` for a liveness ping, an event for a ``flush``.
         self._pings: deque[trio.Event | None] = deque()
@@ -444,7 +448,8 @@ class NatsClient:
             raise Overflow("NATS outbound buffer full")
         self._out.append(data)
         self._out_bytes += len(data)
-        self._wake.set()
+        if not self.batched or force:
+            self._wake.set()
 
     def write_now(self) -> None:
         """Write what is queued straight to the socket, if it takes it (no task switch).
@@ -454,7 +459,10 @@ class NatsClient:
         task, which waits for the socket to drain. Over TLS the writer always writes.
         """
         fd = self._fd
-        if fd < 0 or self._sending or not self._out:
+        if not self._out or self._sending:
+            return  # (a writer inside send_all takes what is queued when it is done)
+        if fd < 0:
+            self._wake.set()  # over TLS the writer task writes
             return
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         try:
@@ -470,6 +478,7 @@ class NatsClient:
         else:
             self._out = [data[written:]]
             self._out_bytes = len(data) - written
+            self._wake.set()  # the writer waits for the socket to drain
 
     async def _writer(self, stream: trio.abc.Stream) -> None:
         while True:

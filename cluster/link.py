@@ -57,6 +57,7 @@ from haven.protocol.errors import (
     RequestError,
 )
 from haven.protocol.frames import unpad
+from haven.protocol.session import CLOSE_GOING_AWAY
 from haven.relay import flows
 from haven.relay.config import ConfigError
 from haven.relay.tokens import Claims
@@ -123,6 +124,8 @@ class Remote:
     forward: Forward | None = None
     waiting: deque[m.Request] = field(default_factory=deque)
     homes: set[bytes] = field(default_factory=set)  #: processes holding a proxy of it
+    #: Subjects of forwards that got no answer: their target may hold a proxy of it.
+    unanswered: set[bytes] = field(default_factory=set)
     #: Rooms it joined or resumed on other processes: code -> home (newest last).
     rooms: dict[str, bytes] = field(default_factory=dict)
 
@@ -204,6 +207,7 @@ class ClusterLink:
         self._closes: dict[bytes, list[tuple[int, int]]] = {}
         self.dirty = False
         self._nursery: trio.Nursery | None = None
+        self._was_up = False
         #: When this process started (wall clock): the oldest process leads.
         self.started = time.time()
         self.started_of: dict[bytes, float] = {}
@@ -272,10 +276,20 @@ class ClusterLink:
             await trio.sleep(HEARTBEAT / 2)
 
     def _on_state(self, up: bool) -> None:
-        """The bus came or went (``/readyz`` follows ``ready``)."""
+        """The bus came or went (``/readyz`` follows ``ready``).
+
+        When it comes back, connections holding rooms on other processes may have missed
+        frames those processes sent meanwhile: they are closed (1001) so that their
+        clients resume, and the rooms' homes replay exactly what each missed.
+        """
         if up:
             log.info("cluster link up")
             self.link_up_at = trio.current_time()
+            if self._was_up:
+                for conn in list(self.remotes.values()):
+                    if conn.bus is not None and conn.bus.homes and not conn.closing:
+                        conn.close(CLOSE_GOING_AWAY, "cluster link restored: resume")
+            self._was_up = True
         else:
             self.link_up_at = None
 
@@ -445,10 +459,11 @@ class ClusterLink:
         self.remotes.pop(remote.number, None)
         if remote.forward is not None:
             self.forwards.pop(remote.forward.number, None)
-        for home in remote.homes:
+        subjects = {self.subject("node", home) for home in remote.homes} | remote.unanswered
+        for subject in subjects:
             # If the bus is down, the home drops the proxy when this process goes silent.
             with contextlib.suppress(nats.NatsError):
-                self._publish(self.subject("node", home), [GONE, self.tag, remote.number])
+                self._publish(subject, [GONE, self.tag, remote.number])
         self.client.write_now()  # no flush follows a connection's end
 
     def _deliver(self, home: bytes, frames: list[bytes], entries: list[Any],
@@ -786,6 +801,7 @@ class ClusterLink:
                 assert remote is not None
                 self.forwards.pop(number, None)
                 remote.forward = None
+                remote.unanswered.add(fwd.subject)
                 self.forward_timeouts += 1
                 if conn.peer is not None and not conn.closing:
                     self.relay.hub.error(conn.peer, fwd.request.id, RequestError(

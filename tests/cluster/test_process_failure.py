@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -159,3 +160,25 @@ async def test_rooms_of_a_killed_home_end_for_members_elsewhere(
             assert not mine.ended
             await mine.send(b"still here")
             await bob.ping()
+
+
+def readyz(relay: RelayProc) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{relay.metrics}/readyz", timeout=1) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_a_nats_restart_makes_the_relay_not_ready_until_it_is_back(
+    bus: NatsServer, tmp_path: Path
+) -> None:
+    with relay_proc(bus, tmp_path) as relay:
+        await wait_ready(relay)
+        bus.stop()
+        with trio.fail_after(20):
+            while await trio.to_thread.run_sync(readyz, relay) != 503:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        bus.start()  # the same port: the relay reconnects by itself, no restart
+        await wait_ready(relay)
+        assert relay.proc.poll() is None

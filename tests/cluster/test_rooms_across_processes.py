@@ -182,6 +182,7 @@ async def test_bus_down_refuses_remote_work_with_a_typed_error_and_recovers(
         assert failed.value.retry_after is not None
         mine = await alice.create_room()  # local work goes on
         assert mine.code in a.relay.hub.rooms
+        during = await room.send(b"while the bus is down")  # bob's copy cannot leave A
         bus.start()
         await until(lambda: b.relay.cluster.ready and a.relay.cluster.ready)
         await b.relay.cluster.client.flush()
@@ -189,3 +190,8 @@ async def test_bus_down_refuses_remote_work_with_a_typed_error_and_recovers(
         sent = await theirs.send(b"after the restart")
         got = await next_of(room, Deliver)
         assert (got.body, got.seq) == (b"after the restart", sent.seq)
+        # bob's room is on A: once B's link was back, his connection was closed so that
+        # he resumed, and what A sent while the bus was down was replayed, once.
+        assert bob.resumes >= 1
+        got = await next_of(theirs, Deliver)
+        assert (got.body, got.seq) == (b"while the bus is down", during.seq)

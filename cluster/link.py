@@ -60,6 +60,7 @@ from haven.protocol.frames import unpad
 from haven.protocol.session import CLOSE_GOING_AWAY
 from haven.relay import flows
 from haven.relay.config import ConfigError
+from haven.relay.limits import TokenBucket
 from haven.relay.tokens import Claims
 
 from . import nats, wire
@@ -591,6 +592,9 @@ class ClusterLink:
         if peer is None:
             sink = ProxySink(self, origin, number)
             peer = self.relay.hub.connect(now, sink=sink)
+            # The origin charged the connection's rate limit for every request it
+            # forwards; charging again here would refuse bursts the bus compressed.
+            peer.bucket = TokenBucket(1e12, 2**53, now)
             sink.peer = peer
             self.proxies[key] = peer
         return peer

@@ -63,7 +63,7 @@ from haven.protocol.websocket import (
 )
 
 if TYPE_CHECKING:
-    from haven.cluster.link import Remote
+    from haven.cluster.forwarding import Remote
 
     from .peer import Peer
     from .server import Relay

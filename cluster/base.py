@@ -57,6 +57,9 @@ class LinkState:
     _out: dict[bytes, list[tuple[int, int, bytes]]]
     _closes: dict[bytes, list[tuple[int, int]]]
     _next: int
+    #: Connections whose forwarded request was answered in this read (``_continue``
+    #: runs for each after the read's one flush).
+    _answered: list[ClientSocket]
     forwarded: int
     forward_timeouts: int
     _nursery: trio.Nursery | None

@@ -88,7 +88,6 @@ class Escalations(LinkState):
                 code = int(exc.code)
         with contextlib.suppress(nats.NatsError):
             self._publish(self.subject("node", asker), [ESC_DONE, self.tag, n, code])
-        self.relay.flush()
 
     def _on_escalated(self, n: int, code: int) -> None:
         entry = self.escalations.pop(n, None)
@@ -102,7 +101,6 @@ class Escalations(LinkState):
             hub.error(moderator, rid, RequestError(code=ErrorCode(code)))
         else:
             hub.reply(moderator, m.Ok(id=rid))
-        self.relay.flush()
 
 
 __all__ = ["Escalations"]

@@ -201,7 +201,7 @@ class Forwarding(LinkState):
             self.relay.hub.stats["resume_failed"] += 1
         if conn.peer is not None and not conn.closing:
             self.relay.hub.error(conn.peer, req.id, RequestError(code=code))
-        self._continue(conn)
+        self._answered.append(conn)
 
     async def _resend(self, conn: ClientSocket, fwd: Forward, delay: float) -> None:
         await trio.sleep(delay)
@@ -273,9 +273,7 @@ class Forwarding(LinkState):
             conn = self.remotes.get(number)
             if conn is not None:
                 conn.close(code, "closed by the relay")
-        self.relay.flush()
-        for conn in answered:
-            self._continue(conn)
+        self._answered.extend(answered)  # after this read's flush (``_after_batch``)
 
     @staticmethod
     def _learn(remote: Remote, home: bytes, padded: bytes) -> None:

@@ -122,6 +122,8 @@ class ClusterLink(Forwarding, Proxies, Escalations):
         # Every publication here is written by ``kick`` at the end of the relay's flush
         # (``_publish`` puts the link on the flush's list), so none wakes a writer task.
         self.client.batched = True
+        self.client.on_batch = self._after_batch
+        self._answered = []
         self._subjects: dict[tuple[str, bytes | str], bytes] = {}
         self.node_subject = self.subject("node", self.tag)
         self.beat_subject = self.subject("heartbeat", b"")
@@ -260,7 +262,6 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                     sink = peer.sink
                     assert isinstance(sink, ProxySink)
                     self.drop_proxy(sink)
-                    self.relay.flush()
             elif kind == BEAT:
                 _, tag, started = items
                 self._heard(tag)
@@ -281,6 +282,15 @@ class ClusterLink(Forwarding, Proxies, Escalations):
             # Sealed under our key but not understood: a bug or a newer version.
             self.relay.metrics.cluster_dropped.inc()
             log.warning("a cluster message could not be understood")
+
+    def _after_batch(self) -> None:
+        """One read from the bus is handled: deliver what it caused, in one flush, then
+        let connections whose forwarded request was answered go on."""
+        self.relay.flush()
+        if self._answered:
+            answered, self._answered = self._answered, []
+            for conn in answered:
+                self._continue(conn)
 
     def _heard(self, tag: bytes) -> None:
         """Any message from a process shows it is alive (not only its heartbeat)."""

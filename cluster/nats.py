@@ -178,6 +178,9 @@ class NatsClient:
         #: once per flush): publishing then wakes no task. Otherwise each publish wakes
         #: the writer task, which writes whatever has accumulated.
         self.batched = False
+        #: Called after the messages of one read were dispatched (the relay flushes
+        #: once per read: under load, one write for many messages).
+        self.on_batch: Callable[[], None] | None = None
         #: One entry per PING in flight, oldest first (PONGs come back in order):
         #: ``None`` for a liveness ping, an event for a ``flush``.
         self._pings: deque[trio.Event | None] = deque()
@@ -508,6 +511,8 @@ class NatsClient:
         self, stream: trio.abc.Stream, parser: wire.Parser, leftover: list[wire.Event]
     ) -> None:
         self._dispatch(leftover)
+        if leftover and self.on_batch is not None:
+            self.on_batch()
         fd = self._fd
         data: bytes | bytearray
         while True:
@@ -527,6 +532,8 @@ class NatsClient:
                 raise ServerError("the server closed the connection")
             self.bytes_in += len(data)
             self._dispatch(parser.feed(data))
+            if self.on_batch is not None:
+                self.on_batch()
 
     def _dispatch(self, events: list[wire.Event]) -> None:
         for event in events:

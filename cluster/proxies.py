@@ -145,7 +145,6 @@ class Proxies(LinkState):
             hub.bad_request(peer, exc, exc.request_id, now)
         else:
             hub.handle(peer, req, now)
-        self.relay.flush()
 
     def _room_changed(self, room: Room, opened: bool) -> None:
         if opened:

@@ -57,9 +57,13 @@ class LinkState:
     _out: dict[bytes, list[tuple[int, int, bytes]]]
     _closes: dict[bytes, list[tuple[int, int]]]
     _next: int
+    #: Numbers of the frame batches sent to each origin, and received from each home.
+    _out_seq: dict[bytes, int]
+    _in_seq: dict[bytes, int]
     #: Connections whose forwarded request was answered in this read (``_continue``
     #: runs for each after the read's one flush).
     _answered: list[ClientSocket]
+    _gone_later: list[tuple[bytes, list[Any]]]
     forwarded: int
     forward_timeouts: int
     _nursery: trio.Nursery | None

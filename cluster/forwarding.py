@@ -12,7 +12,6 @@ connection's later requests wait (at most ``MAX_WAITING``): replies keep request
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,8 @@ if TYPE_CHECKING:
 MAX_REMEMBERED_ROOMS = 64
 #: Seconds before asking again after NATS found no responder (then the answer stands).
 NO_RESPONDERS_RETRY = (0.02, 0.1)
+#: ``gone`` messages kept while the bus is down (then the homes time the proxies out).
+MAX_GONE_LATER = 65536
 #: Requests one connection may have waiting behind a forwarded one.
 MAX_WAITING = 64
 #: Requests about the cluster's shared space (queues, handoff codes, the directory):
@@ -242,9 +243,14 @@ class Forwarding(LinkState):
             self.forwards.pop(remote.forward.number, None)
         subjects = {self.subject("node", home) for home in remote.homes} | remote.unanswered
         for subject in subjects:
-            # If the bus is down, the home drops the proxy when this process goes silent.
-            with contextlib.suppress(nats.NatsError):
-                self._publish(subject, [GONE, self.tag, remote.number])
+            items: list[Any] = [GONE, self.tag, remote.number]
+            try:
+                self._publish(subject, items)
+            except nats.NatsError:
+                # Sent when the bus is back (or the home drops the proxy when this
+                # process stays silent past PEER_TIMEOUT).
+                if len(self._gone_later) < MAX_GONE_LATER:
+                    self._gone_later.append((subject, items))
         self.client.write_now()  # no flush follows a connection's end
 
     def _deliver(self, home: bytes, frames: list[bytes], entries: list[Any],

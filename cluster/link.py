@@ -42,6 +42,7 @@ arrives, expiry); its parts are ``cluster.forwarding`` (steps 1, 2 and 4),
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import ssl
@@ -124,6 +125,10 @@ class ClusterLink(Forwarding, Proxies, Escalations):
         self.client.batched = True
         self.client.on_batch = self._after_batch
         self._answered = []
+        self._out_seq = {}
+        self._in_seq = {}
+        #: ``gone`` messages that could not be sent (the bus was down): sent on return.
+        self._gone_later: list[tuple[bytes, list[Any]]] = []
         self._subjects: dict[tuple[str, bytes | str], bytes] = {}
         self.node_subject = self.subject("node", self.tag)
         self.beat_subject = self.subject("heartbeat", b"")
@@ -220,6 +225,11 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                 for conn in list(self.remotes.values()):
                     if conn.bus is not None and conn.bus.homes and not conn.closing:
                         conn.close(CLOSE_GOING_AWAY, "cluster link restored: resume")
+                later, self._gone_later = self._gone_later, []
+                for subject, items in later:
+                    with contextlib.suppress(nats.NatsError):
+                        self._publish(subject, items)
+                self.client.write_now()
             self._was_up = True
         else:
             self.link_up_at = None
@@ -252,8 +262,12 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                 self._heard(origin)
                 self._handle_request(origin, number, envelope, claims)
             elif kind == OUT:
-                _, home, frames, entries, closes = items
+                _, home, seq, frames, entries, closes = items
                 self._heard(home)
+                last = self._in_seq.get(home)
+                self._in_seq[home] = seq
+                if last is not None and seq != last + 1:
+                    self._missed(home)
                 self._deliver(home, frames, entries, closes)
             elif kind == GONE:
                 _, origin, number = items
@@ -292,6 +306,13 @@ class ClusterLink(Forwarding, Proxies, Escalations):
             for conn in answered:
                 self._continue(conn)
 
+    def _missed(self, home: bytes) -> None:
+        """Frames from ``home`` were lost on the bus: its members here resume (1001),
+        before anything later from it is delivered, so the replay fills the gap."""
+        for conn in list(self.remotes.values()):
+            if conn.bus is not None and home in conn.bus.homes and not conn.closing:
+                conn.close(CLOSE_GOING_AWAY, "frames lost between relay processes: resume")
+
     def _heard(self, tag: bytes) -> None:
         """Any message from a process shows it is alive (not only its heartbeat)."""
         if tag != self.tag:
@@ -303,6 +324,8 @@ class ClusterLink(Forwarding, Proxies, Escalations):
             if now - seen > PEER_TIMEOUT:
                 del self.peers_seen[tag]
                 self.started_of.pop(tag, None)
+                self._out_seq.pop(tag, None)
+                self._in_seq.pop(tag, None)
                 log.warning("a relay process of the cluster went silent")
                 self._home_lost(tag)
                 for key, peer in list(self.proxies.items()):

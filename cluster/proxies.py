@@ -88,13 +88,15 @@ class Proxies(LinkState):
                     i = index[id(padded)] = len(frames)
                     frames.append(padded)
                 entries.append((conn, rid, i))
+            # Numbered per origin: a message lost on the bus shows as a gap there.
+            seq = self._out_seq[origin] = self._out_seq.get(origin, 0) + 1
             try:
                 self._publish(
                     self.subject("node", origin),
-                    [OUT, self.tag, frames, entries, closes.get(origin, [])],
+                    [OUT, self.tag, seq, frames, entries, closes.get(origin, [])],
                 )
             except nats.NatsError:
-                # The origin's clients miss these; it will see them as a gap and resume.
+                # The origin's clients miss these; it sees the gap and has them resume.
                 self.relay.metrics.cluster_dropped.inc(len(entries))
         self.dirty = False
         self.client.write_now()

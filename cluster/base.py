@@ -32,7 +32,10 @@ SETTLE = 1.5 * HEARTBEAT
 FORWARD_TIMEOUT = 3.0
 RETRY_AFTER = 2
 #: Bus message kinds (the first item of every sealed msgpack payload).
-REQ, OUT, GONE, BEAT, ESC, ESC_DONE = 1, 2, 3, 4, 5, 6
+REQ, OUT, GONE, BEAT, ESC, ESC_DONE, CHECK = 1, 2, 3, 4, 5, 6, 7
+#: Seconds between a home's checks that the connections its proxies stand for still
+#: exist (a ``gone`` lost on the bus would otherwise keep a proxy present for ever).
+CHECK_EVERY = 10.0
 
 
 class LinkState:
@@ -96,6 +99,7 @@ class LinkState:
 
 
 __all__ = [
-    "BEAT", "ESC", "ESC_DONE", "FORWARD_TIMEOUT", "GONE", "HEARTBEAT", "OUT", "PEER_TIMEOUT",
-    "REQ", "RETRY_AFTER", "SETTLE", "TAG_BYTES", "LinkState",
+    "BEAT", "CHECK", "CHECK_EVERY", "ESC", "ESC_DONE", "FORWARD_TIMEOUT", "GONE",
+    "HEARTBEAT", "OUT", "PEER_TIMEOUT", "REQ", "RETRY_AFTER", "SETTLE", "TAG_BYTES",
+    "LinkState",
 ]  # fmt: skip

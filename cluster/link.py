@@ -60,6 +60,8 @@ from haven.relay.config import ConfigError
 from . import nats, wire
 from .base import (
     BEAT,
+    CHECK,
+    CHECK_EVERY,
     ESC,
     ESC_DONE,
     GONE,
@@ -203,10 +205,14 @@ class ClusterLink(Forwarding, Proxies, Escalations):
             nursery.start_soon(self._beat)
 
     async def _beat(self) -> None:
+        next_check = trio.current_time() + CHECK_EVERY
         while True:
             now = trio.current_time()
             if self.client.connected:
                 self._publish(self.beat_subject, [BEAT, self.tag, self.started])
+                if now >= next_check:
+                    next_check = now + CHECK_EVERY
+                    self._check_proxies()
             self._expire(now)
             self.relay.flush()
             await trio.sleep(HEARTBEAT / 2)
@@ -270,12 +276,19 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                     self._missed(home)
                 self._deliver(home, frames, entries, closes)
             elif kind == GONE:
-                _, origin, number = items
-                peer = self.proxies.get((origin, number))
-                if peer is not None:
-                    sink = peer.sink
-                    assert isinstance(sink, ProxySink)
-                    self.drop_proxy(sink)
+                _, origin, numbers = items
+                for number in numbers if isinstance(numbers, list) else [numbers]:
+                    peer = self.proxies.get((origin, number))
+                    if peer is not None:
+                        sink = peer.sink
+                        assert isinstance(sink, ProxySink)
+                        self.drop_proxy(sink)
+            elif kind == CHECK:
+                _, home, numbers = items
+                self._heard(home)
+                gone = [n for n in numbers if n not in self.remotes]
+                if gone:
+                    self._publish(self.subject("node", home), [GONE, self.tag, gone])
             elif kind == BEAT:
                 _, tag, started = items
                 self._heard(tag)
@@ -305,6 +318,16 @@ class ClusterLink(Forwarding, Proxies, Escalations):
             answered, self._answered = self._answered, []
             for conn in answered:
                 self._continue(conn)
+
+    def _check_proxies(self) -> None:
+        """Ask each origin which of the connections proxied here still exist; it answers
+        ``gone`` for the others (whose own ``gone`` the bus lost)."""
+        by_origin: dict[bytes, list[int]] = {}
+        for origin, number in self.proxies:
+            by_origin.setdefault(origin, []).append(number)
+        for origin, numbers in by_origin.items():
+            with contextlib.suppress(nats.NatsError):
+                self._publish(self.subject("node", origin), [CHECK, self.tag, numbers])
 
     def _missed(self, home: bytes) -> None:
         """Frames from ``home`` were lost on the bus: its members here resume (1001),

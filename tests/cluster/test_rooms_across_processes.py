@@ -233,3 +233,37 @@ async def test_a_bus_message_lost_in_transit_is_made_good_by_a_resume(
         assert bob.resumes == 1
         await room.send(b"m4")
         assert (await next_of(theirs, Deliver)).body == b"m4"
+
+
+async def test_a_lost_gone_is_found_by_the_homes_check(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection's end announced on a bus that loses the message: the room's home
+    asks the origin which of its proxied connections still exist, and lets go of the
+    rest (the member shows as away, its seat held for resume)."""
+    from haven.cluster import link as link_module
+
+    monkeypatch.setattr(link_module, "CHECK_EVERY", 0.2)
+    a, b = await start_cluster(nursery, bus.url, tmp_path, 2)
+    async with client.connect(a.url, a.public_key) as alice:
+        room = await alice.create_room()
+        link_b = b.relay.cluster
+        towards_a = link_b.subject("node", a.relay.cluster.tag)
+        real_publish = link_b.client.publish
+        lost: list[bytes] = []
+
+        def lossy(subject: bytes, payload: bytes, reply: bytes | None = None) -> None:
+            if subject == towards_a and armed and not lost:
+                lost.append(payload)  # the gone, lost in transit
+                return
+            real_publish(subject, payload, reply)
+
+        armed = False
+        link_b.client.publish = lossy  # type: ignore[method-assign]
+        async with client.connect(b.url, b.public_key, auto_resume=False) as bob:
+            await bob.join(room.code)
+            assert (await next_of(room, Presence)).event == "joined"
+            armed = True
+        assert (await next_of(room, Presence)).event == "away"
+        assert lost
+        await until(lambda: not a.relay.cluster.proxies)

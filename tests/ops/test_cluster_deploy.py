@@ -103,10 +103,12 @@ def test_the_cluster_config_checks(tmp_path: Path) -> None:
 
 
 @contextmanager
-def three_node_bus(tmp: Path) -> Iterator[list[int]]:
+def three_node_bus(tmp: Path, procs: list[subprocess.Popen[bytes]] | None = None,
+                   ) -> Iterator[list[int]]:  # fmt: skip
+    """The shipped three-node bus on loopback; ``procs`` receives the node processes."""
     ports = {k: [free_port() for _ in range(3)] for k in ("client", "route", "http")}
+    procs = [] if procs is None else procs
     with ExitStack() as stack:
-        procs = []
         for i in (1, 2, 3):
             conf = nats_node_config(i, tmp, ports)
             proc = subprocess.Popen(
@@ -173,3 +175,46 @@ async def test_relays_on_different_nodes_of_the_shipped_bus_share_a_room(
 
 if not Path("/usr/sbin/nats-server").exists() and not Path("/usr/bin/nats-server").exists():
     pytest.fail("nats-server is not installed: run ./scripts/test", pytrace=False)
+
+
+async def test_a_relay_fails_over_to_another_node_when_its_node_dies(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    cert, _, _ = make_cert(tmp_path)
+    cluster_key = tmp_path / "cluster.key"
+    write_cluster_key(cluster_key, ClusterKey.generate())
+    password = tmp_path / "nats.password"
+    password.write_text(PASSWORD)
+    password.chmod(0o600)
+    key = X25519PrivateKey.generate()
+    nodes: list[subprocess.Popen[bytes]] = []
+    with three_node_bus(tmp_path, nodes) as ports:
+        urls = ",".join(f"tls://127.0.0.1:{p}" for p in ports)  # as deploy/cluster.toml
+        infos = []
+        for _ in range(2):
+            config = config_mod.Config(
+                port=0, metrics_port=None, cluster=urls, cluster_key=cluster_key,
+                nats_user="haven-relay", nats_password_file=password, nats_ca_file=cert,
+            )  # fmt: skip
+            infos.append(await nursery.start(
+                partial(server.serve, config, static_key=key, registry=CollectorRegistry())
+            ))  # fmt: skip
+        a, b = infos
+        await until(lambda: a.relay.cluster.ready and b.relay.cluster.ready)
+        first = a.relay.cluster.client.server
+        assert first is not None
+        nodes[ports.index(first.port)].kill()  # a's node dies
+        await until(lambda: a.relay.cluster.client.server not in (None, first)
+                    and a.relay.cluster.ready)  # fmt: skip
+        await until(lambda: b.relay.cluster.ready)
+        async with client.connect(a.url, a.public_key) as alice, client.connect(
+            b.url, b.public_key
+        ) as bob:
+            room = await alice.create_room()
+            theirs = await bob.join(room.code)
+            await theirs.send(b"after a node died")
+            with trio.fail_after(10):
+                async for event in room.events():
+                    if isinstance(event, Deliver):
+                        assert event.body == b"after a node died"
+                        break

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from haven import client
-from haven.client.errors import RelayBusy, RoomNotFound
+from haven.client.errors import RateLimited, RelayBusy, RoomNotFound
 from haven.protocol.errors import ErrorCode
 from haven.protocol.messages import Deliver, Presence
 
@@ -267,3 +267,35 @@ async def test_a_lost_gone_is_found_by_the_homes_check(
         assert (await next_of(room, Presence)).event == "away"
         assert lost
         await until(lambda: not a.relay.cluster.proxies)
+
+
+async def test_the_homes_limits_and_memory_budget_reach_members_elsewhere(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path
+) -> None:
+    """Limits hold across processes: the rate limit is charged where the client is
+    connected, and a room's home refuses new state near its memory budget; the member on
+    the other process gets the same typed errors as one on the home."""
+    a, b = await start_cluster(nursery, bus.url, tmp_path, 2, rate_per_s=5.0, rate_burst=10)
+    async with (
+        client.connect(a.url, a.public_key) as alice,
+        client.connect(b.url, b.public_key) as bob,
+    ):
+        room = await alice.create_room()
+        theirs = await bob.join(room.code)
+        waits: list[float | None] = []
+        for i in range(20):  # well past the burst, faster than the refill
+            try:
+                await theirs.send(b"m%d" % i)
+            except RateLimited as exc:
+                waits.append(exc.retry_after)
+        assert waits
+        assert None not in waits
+        await trio.sleep(2.5)  # the bucket refills
+
+        memory = a.relay.hub.memory
+        memory.limit = int(memory.used / 0.9)  # the home is at its soft mark
+        async with client.connect(b.url, b.public_key) as carol:
+            with pytest.raises(RelayBusy):
+                await carol.join(room.code)
+        memory.limit = 1 << 40
+        assert (await theirs.send(b"room for more")).seq is not None

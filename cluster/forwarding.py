@@ -114,7 +114,8 @@ class Forwarding(LinkState):
             self.remotes[remote.number] = conn
         number = self._number()
         reply = self.node_subject + b".%d" % number
-        items = [REQ, self.tag, remote.number, codec.encode(req), _claims_out(peer.claims)]
+        items = [REQ, self.tag, remote.number, codec.encode(req), _claims_out(peer.claims),
+                 peer.pow_seed]  # fmt: skip
         try:
             self._publish(subject, items, reply)
         except nats.NatsError:

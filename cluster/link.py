@@ -264,9 +264,9 @@ class ClusterLink(Forwarding, Proxies, Escalations):
             items = msgpack.unpackb(plain, raw=False, strict_map_key=True)
             kind = items[0]
             if kind == REQ:
-                _, origin, number, envelope, claims = items
+                _, origin, number, envelope, claims, pow_seed = items
                 self._heard(origin)
-                self._handle_request(origin, number, envelope, claims)
+                self._handle_request(origin, number, envelope, claims, pow_seed)
             elif kind == OUT:
                 _, home, seq, frames, entries, closes = items
                 self._heard(home)

@@ -119,12 +119,14 @@ class Proxies(LinkState):
         if peer is not None:
             self.relay.hub.disconnect(peer, trio.current_time())
 
-    def _proxy(self, origin: bytes, number: int, now: float) -> Peer:
+    def _proxy(self, origin: bytes, number: int, now: float, pow_seed: bytes = b"") -> Peer:
         key = (origin, number)
         peer = self.proxies.get(key)
         if peer is None:
             sink = ProxySink(self, origin, number)
-            peer = self.relay.hub.connect(now, sink=sink)
+            # The connection's own proof-of-work seed: the client solves for the seed it
+            # was given, whichever process checks the proof.
+            peer = self.relay.hub.connect(now, sink=sink, pow_seed=pow_seed)
             # The origin charged the connection's rate limit for every request it
             # forwards; charging again here would refuse bursts the bus compressed.
             peer.bucket = TokenBucket(1e12, 2**53, now)
@@ -133,11 +135,12 @@ class Proxies(LinkState):
         return peer
 
     def _handle_request(
-        self, origin: bytes, number: int, envelope: bytes, claims: list[Any] | None
-    ) -> None:
+        self, origin: bytes, number: int, envelope: bytes, claims: list[Any] | None,
+        pow_seed: bytes,
+    ) -> None:  # fmt: skip
         hub = self.relay.hub
         now = trio.current_time()
-        peer = self._proxy(origin, number, now)
+        peer = self._proxy(origin, number, now, pow_seed)
         # The origin verified the connection's tokens; its claims come along (a process
         # of the cluster is trusted: it holds the cluster key).
         peer.claims = _claims_in(claims)

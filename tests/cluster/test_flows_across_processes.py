@@ -171,3 +171,19 @@ async def test_a_scheduled_room_opens_once_on_the_leader(
         assert (await next_event(theirs.events(), m.Deliver)).body == b"hello from B"
     assert code not in b.relay.hub.rooms  # opened once, on the leader
     assert code not in c.relay.hub.rooms
+
+
+async def test_proof_of_work_asked_by_the_leader_is_solved_for_the_clients_own_seed(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path, operator: Operator
+) -> None:
+    lead, b, _ = await cluster_roles(nursery, bus, tmp_path, operator)
+    lead.relay.hub.pow_difficulty = 8  # the leader is under load; B is not
+    async with connect(b) as visitor:
+        assert visitor.challenge.difficulty == 0  # B asked for none at the handshake
+        seed = visitor.challenge.seed
+        ticket = await visitor.request_help("helpline")  # refused, solved, retried
+        assert ticket.position == 1
+        assert visitor.challenge.difficulty == 8
+        # One seed per connection, whichever process checks: the leader asked for the
+        # proof against the seed B gave, so a proof made for one process holds at both.
+        assert visitor.challenge.seed == seed

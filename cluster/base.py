@@ -68,7 +68,6 @@ class LinkState:
     _answered: list[ClientSocket]
     _gone_later: list[tuple[bytes, list[Any]]]
     forwarded: int
-    forward_timeouts: int
     _nursery: trio.Nursery | None
 
     if TYPE_CHECKING:

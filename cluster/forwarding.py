@@ -134,6 +134,10 @@ class Forwarding(LinkState):
         hub = self.relay.hub
         peer = conn.peer
         assert peer is not None
+        room = getattr(req, "room", None)
+        if room is not None and (room in peer.seats or room in hub.rooms):
+            return None  # the common case, first: a room held here (no shared-space
+            # request names a room, so none is kept here by mistake)
         if isinstance(req, m.Resume):
             token = req.token
             if token in hub.tokens or len(token) <= TAG_BYTES:
@@ -144,10 +148,7 @@ class Forwarding(LinkState):
             return self.subject("node", home)
         if isinstance(req, SHARED_SPACE) or (isinstance(req, m.CreateRoom) and req.listed):
             return self._leader_subject()
-        if isinstance(req, m.CreateRoom):
-            return None
-        room = getattr(req, "room", None)
-        if not isinstance(room, str) or room in peer.seats or room in hub.rooms:
+        if not isinstance(room, str):
             return None
         try:
             canonical = codes.parse_room_code(room)
@@ -244,7 +245,7 @@ class Forwarding(LinkState):
             self.forwards.pop(remote.forward.number, None)
         subjects = {self.subject("node", home) for home in remote.homes} | remote.unanswered
         for subject in subjects:
-            items: list[Any] = [GONE, self.tag, remote.number]
+            items: list[Any] = [GONE, self.tag, [remote.number]]
             try:
                 self._publish(subject, items)
             except nats.NatsError:

@@ -75,7 +75,7 @@ from .base import (
 )  # fmt: skip
 from .escalations import Escalations
 from .forwarding import Forwarding
-from .proxies import Proxies, ProxySink
+from .proxies import Proxies
 from .seal import BusSealError, ClusterKey, Opener, Sealer
 
 if TYPE_CHECKING:
@@ -160,8 +160,6 @@ class ClusterLink(Forwarding, Proxies, Escalations):
             self.flows.queues.elsewhere = self.escalate_elsewhere
         # Aggregate counters (metrics): never per room, connection or process.
         self.forwarded = 0
-        self.unsealable = 0
-        self.forward_timeouts = 0
         relay.hub.token_prefix = self.tag
         relay.hub.on_room = self._room_changed
 
@@ -277,12 +275,8 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                 self._deliver(home, frames, entries, closes)
             elif kind == GONE:
                 _, origin, numbers = items
-                for number in numbers if isinstance(numbers, list) else [numbers]:
-                    peer = self.proxies.get((origin, number))
-                    if peer is not None:
-                        sink = peer.sink
-                        assert isinstance(sink, ProxySink)
-                        self.drop_proxy(sink)
+                for number in numbers:
+                    self.drop_key(origin, number)
             elif kind == CHECK:
                 _, home, numbers = items
                 self._heard(home)
@@ -303,7 +297,6 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                 self._heard(leader)
                 self._on_escalated(n, code)
         except BusSealError:
-            self.unsealable += 1
             self.relay.metrics.cluster_dropped.inc()
         except (ValueError, TypeError, IndexError, msgpack.UnpackException):
             # Sealed under our key but not understood: a bug or a newer version.
@@ -351,11 +344,9 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                 self._in_seq.pop(tag, None)
                 log.warning("a relay process of the cluster went silent")
                 self._home_lost(tag)
-                for key, peer in list(self.proxies.items()):
-                    if key[0] == tag:
-                        sink = peer.sink
-                        assert isinstance(sink, ProxySink)
-                        self.drop_proxy(sink)
+                for origin, number in list(self.proxies):
+                    if origin == tag:
+                        self.drop_key(origin, number)
         for n, (moderator, rid, deadline) in list(self.escalations.items()):
             if deadline <= now:
                 del self.escalations[n]
@@ -375,7 +366,6 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                 self.forwards.pop(number, None)
                 remote.forward = None
                 remote.unanswered.add(fwd.subject)
-                self.forward_timeouts += 1
                 if conn.peer is not None and not conn.closing:
                     self.relay.hub.error(conn.peer, fwd.request.id, RequestError(
                         "another relay process did not answer in time",

@@ -194,8 +194,6 @@ class NatsClient:
         self.received = 0
         self.dropped = 0
         self.reconnects = 0
-        self.bytes_out = 0
-        self.bytes_in = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -474,7 +472,6 @@ class NatsClient:
             written = 0
         except OSError:
             return  # the reader sees the failure and the link is re-made
-        self.bytes_out += written
         if written == len(data):
             self._out = []
             self._out_bytes = 0
@@ -492,7 +489,6 @@ class NatsClient:
             data = b"".join(self._out)
             self._out = []
             self._out_bytes = 0
-            self.bytes_out += len(data)
             self._sending = True
             try:
                 await stream.send_all(data)
@@ -530,7 +526,6 @@ class NatsClient:
                 data = await stream.receive_some(RECEIVE_SIZE)
             if not data:
                 raise ServerError("the server closed the connection")
-            self.bytes_in += len(data)
             self._dispatch(parser.feed(data))
             if self.on_batch is not None:
                 self.on_batch()

@@ -18,6 +18,7 @@ from haven.protocol import codec
 from haven.protocol import messages as m
 from haven.protocol.errors import DecodeError
 from haven.relay.limits import TokenBucket
+from haven.relay.peer import REFILL_BYTES
 from haven.relay.tokens import Claims
 
 from . import nats
@@ -100,18 +101,6 @@ class Proxies(LinkState):
                 self.relay.metrics.cluster_dropped.inc(len(entries))
         self.dirty = False
         self.client.write_now()
-        self._refill()
-
-    def _refill(self) -> None:
-        """Proxy peers catching up (a resume) get the rest of the ring at once: the
-        origin's own outbound bound then decides, as for any slow reader."""
-        hub = self.relay.hub
-        for _ in range(64):
-            behind = [p for p in self.proxies.values() if p.catching_up and not p.closed]
-            if not behind:
-                return
-            for peer in behind:
-                hub.refill(peer, 1 << 20)
 
     def drop_proxy(self, sink: ProxySink) -> None:
         sink.closing = True
@@ -150,6 +139,22 @@ class Proxies(LinkState):
             hub.bad_request(peer, exc, exc.request_id, now)
         else:
             hub.handle(peer, req, now)
+        # A resume leaves the seat catching up, pulled as a socket drains; a proxy has no
+        # socket here, so the rest of the ring goes at once (it is bounded by
+        # ``resume_buffer_bytes``; the origin's outbound bound then decides, as for any
+        # slow reader). Only a resume starts this: a proxy is never congested.
+        for _ in range(hub.config.resume_buffer_bytes // REFILL_BYTES + 2):
+            if not peer.catching_up or peer.closed:
+                break
+            hub.refill(peer, REFILL_BYTES)
+
+    def drop_key(self, origin: bytes, number: int) -> None:
+        """Let go of the proxy of connection ``number`` of ``origin``, if there is one."""
+        peer = self.proxies.get((origin, number))
+        if peer is not None:
+            sink = peer.sink
+            assert isinstance(sink, ProxySink)
+            self.drop_proxy(sink)
 
     def _room_changed(self, room: Room, opened: bool) -> None:
         if opened:

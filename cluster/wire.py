@@ -56,11 +56,6 @@ class Info:
     def headers(self) -> bool:
         return bool(self.fields.get("headers", False))
 
-    @property
-    def connect_urls(self) -> list[str]:
-        urls = self.fields.get("connect_urls") or []
-        return [u for u in urls if isinstance(u, str)]
-
 
 @dataclass(frozen=True, slots=True)
 class Msg:

@@ -286,7 +286,7 @@ class _HubCollector(Collector):
         )  # fmt: skip
         yield GaugeMetricFamily(
             "haven_cluster_link_up", "1 while the link to the NATS bus is up (0 alone)",
-            value=int(link is not None and link.ready),
+            value=int(link is not None and link.client.connected),
         )  # fmt: skip
         yield GaugeMetricFamily(
             "haven_cluster_peers", "Other relay processes heard on the bus lately",

@@ -15,7 +15,9 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from prometheus_client import CollectorRegistry
 
+from haven import client
 from haven.cluster.seal import ClusterKey
+from haven.protocol.messages import Deliver
 from haven.relay import config as config_mod
 from haven.relay import server
 from haven.relay.keys import write_cluster_key
@@ -54,6 +56,20 @@ async def start_cluster(
     return infos
 
 
+async def next_of(room: client.Room, kind: type[Any]) -> Any:
+    """The next event of type ``kind`` in ``room``'s stream (others are skipped)."""
+    with trio.fail_after(20):
+        async for event in room.events():
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"stream ended before a {kind.__name__}")
+
+
+async def deliveries(room: client.Room, n: int) -> list[Deliver]:
+    """The next ``n`` messages delivered in ``room``, in order."""
+    return [await next_of(room, Deliver) for _ in range(n)]
+
+
 async def until(predicate: Any) -> None:
     """Poll relay or client state (no event to wait on) until ``predicate()`` (10 s)."""
     with trio.fail_after(10):
@@ -61,4 +77,4 @@ async def until(predicate: Any) -> None:
             await trio.sleep(0.01)
 
 
-__all__ = ["cluster_key_file", "start_cluster", "until"]
+__all__ = ["cluster_key_file", "deliveries", "next_of", "start_cluster", "until"]

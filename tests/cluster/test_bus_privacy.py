@@ -17,9 +17,8 @@ from haven import client
 from haven.cluster import wire
 from haven.cluster.nats import NatsClient, Options, Server
 from haven.protocol import codes
-from haven.protocol.messages import Deliver
 
-from .clusterkit import start_cluster
+from .clusterkit import deliveries, start_cluster
 from .natskit import NatsServer, nats_server
 
 
@@ -50,14 +49,7 @@ async def test_a_tap_on_every_subject_learns_nothing(
         bodies = [b"BODY-%02d-secret" % i for i in range(10)]
         for body in bodies:
             await theirs.send(body)
-        got = []
-        with trio.fail_after(10):
-            async for event in room.events():
-                if isinstance(event, Deliver):
-                    got.append(event.body)
-                    if len(got) == len(bodies):
-                        break
-        assert got == bodies
+        assert [d.body for d in await deliveries(room, len(bodies))] == bodies
         await room.send(b"BODY-from-alice")
         secrets += [*bodies, b"BODY-from-alice", b"a topic only members know"]
         secrets += [room.code.encode(), room.code.replace("-", "").encode()]

@@ -20,7 +20,7 @@ from haven import client
 from haven.protocol.messages import Deliver, RoomClosed
 from tests.client.netkit import BANNER, REPO, Proxy
 
-from .clusterkit import cluster_key_file
+from .clusterkit import cluster_key_file, next_of
 from .natskit import NatsServer, free_port, nats_server
 
 
@@ -101,17 +101,17 @@ async def test_a_killed_process_ends_only_its_connections_and_they_resume_elsewh
             room = await alice.create_room()
             theirs = await bob.join(room.code)
             await theirs.send(b"before")
-            assert await _body(room) == b"before"
+            assert (await next_of(room, Deliver)).body == b"before"
 
             b.proc.send_signal(signal.SIGKILL)  # B dies mid-conversation
             b.proc.wait(timeout=10)
             proxy.target_port = c.port  # the balancer sends bob to C from now on
             proxy.cut()
             await room.send(b"while bob moves")
-            with trio.fail_after(20):
-                assert await _body(theirs) == b"while bob moves"  # resumed via C, once
+            # bob resumes via C and gets it, once.
+            assert (await next_of(theirs, Deliver)).body == b"while bob moves"
             sent = await theirs.send(b"from C")
-            got = await _next(room, Deliver)
+            got = await next_of(room, Deliver)
             assert (got.body, got.seq) == (b"from C", sent.seq)
             assert bob.resumes >= 1
             # A, where the room lives, never stopped; it notices B is gone (heartbeats).
@@ -119,20 +119,6 @@ async def test_a_killed_process_ends_only_its_connections_and_they_resume_elsewh
                 while await trio.to_thread.run_sync(a.peers) != 1:  # noqa: ASYNC110
                     await trio.sleep(0.1)
             assert await trio.to_thread.run_sync(c.peers) == 1
-
-
-async def _next(room: client.Room, kind: type) -> object:  # type: ignore[type-arg]
-    with trio.fail_after(20):
-        async for event in room.events():
-            if isinstance(event, kind):
-                return event
-    raise AssertionError("stream ended")
-
-
-async def _body(room: client.Room) -> bytes:
-    event = await _next(room, Deliver)
-    assert isinstance(event, Deliver)
-    return event.body
 
 
 async def test_rooms_of_a_killed_home_end_for_members_elsewhere(
@@ -153,7 +139,7 @@ async def test_rooms_of_a_killed_home_end_for_members_elsewhere(
             mine = await bob.create_room()  # a room on B: unaffected
             await theirs.send(b"hello")
             a.proc.send_signal(signal.SIGKILL)
-            ended = await _next(theirs, RoomClosed)
+            ended = await next_of(theirs, RoomClosed)
             assert isinstance(ended, RoomClosed)
             assert ended.reason == "draining"
             assert theirs.ended

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -15,7 +14,7 @@ from haven.client.errors import RateLimited, RelayBusy, RoomNotFound
 from haven.protocol.errors import ErrorCode
 from haven.protocol.messages import Deliver, Presence
 
-from .clusterkit import start_cluster, until
+from .clusterkit import deliveries, next_of, start_cluster, until
 from .natskit import NatsServer, nats_server
 
 
@@ -23,14 +22,6 @@ from .natskit import NatsServer, nats_server
 def bus(tmp_path: Path) -> Iterator[NatsServer]:
     with nats_server(tmp_path) as s:
         yield s
-
-
-async def next_of(room: client.Room, kind: type[Any]) -> Any:
-    with trio.fail_after(10):
-        async for event in room.events():
-            if isinstance(event, kind):
-                return event
-    raise AssertionError(f"stream ended before a {kind.__name__}")
 
 
 async def test_a_room_spans_two_processes(
@@ -89,16 +80,9 @@ async def test_one_order_and_exactly_once_across_three_processes(
             for who, room in enumerate(rooms):
                 senders.start_soon(talk, room, who)
 
-        seen: list[list[tuple[int, bytes]]] = []
-        for room in rooms:
-            got: list[tuple[int, bytes]] = []
-            with trio.fail_after(10):
-                async for event in room.events():
-                    if isinstance(event, Deliver):
-                        got.append((event.seq, event.body))
-                        if len(got) == 2 * per_member:
-                            break
-            seen.append(got)
+        seen = [
+            [(d.seq, d.body) for d in await deliveries(room, 2 * per_member)] for room in rooms
+        ]
         everything = sorted({x for got in seen for x in got})
         assert len(everything) == 3 * per_member  # each message once, one seq each
         for got in seen:
@@ -123,13 +107,7 @@ async def test_requests_to_a_remote_room_keep_their_reply_order(
             for i in range(20):
                 n.start_soon(theirs.send, b"m%d" % i)
                 n.start_soon(bob.ping)
-        bodies = []
-        with trio.fail_after(10):
-            async for event in room.events():
-                if isinstance(event, Deliver):
-                    bodies.append(event.body)
-                    if len(bodies) == 20:
-                        break
+        bodies = [d.body for d in await deliveries(room, 20)]
         assert sorted(bodies) == sorted(b"m%d" % i for i in range(20))
 
 
@@ -154,7 +132,7 @@ async def test_resume_on_another_process(
             back = await bob_again.resume(token, after=first.seq)
             assert isinstance(back, client.Room)
             assert back.seat.resumed
-            bodies = [(await next_of(back, Deliver)).body for _ in range(3)]
+            bodies = [d.body for d in await deliveries(back, 3)]
             assert bodies == [b"m2", b"m3", b"m4"]
             await room.send(b"m5")
             assert (await next_of(back, Deliver)).body == b"m5"
@@ -227,7 +205,7 @@ async def test_a_bus_message_lost_in_transit_is_made_good_by_a_resume(
         link_a.client.publish = lossy  # type: ignore[method-assign]
         await room.send(b"m2")  # bob's copy is lost
         await room.send(b"m3")  # B sees the gap: bob resumes first
-        bodies = [(await next_of(theirs, Deliver)).body for _ in range(2)]
+        bodies = [d.body for d in await deliveries(theirs, 2)]
         assert bodies == [b"m2", b"m3"]
         assert lost
         assert bob.resumes == 1
@@ -299,3 +277,25 @@ async def test_the_homes_limits_and_memory_budget_reach_members_elsewhere(
                 await carol.join(room.code)
         memory.limit = 1 << 40
         assert (await theirs.send(b"room for more")).seq is not None
+
+
+async def test_a_resume_on_another_process_replays_more_than_one_refill(
+    nursery: trio.Nursery, bus: NatsServer, tmp_path: Path
+) -> None:
+    """A seat that missed more than one refill's worth (128 KiB) of the ring gets all of
+    it, once and in order, when it resumes through another process."""
+    a, b = await start_cluster(nursery, bus.url, tmp_path, 2)
+    async with client.connect(a.url, a.public_key) as alice:
+        room = await alice.create_room()
+        async with client.connect(b.url, b.public_key, auto_resume=False) as bob:
+            theirs = await bob.join(room.code)
+            token, after = theirs.seat.token, theirs.seat.seq
+        await until(lambda: not a.relay.cluster.proxies)
+        bodies = [b"%03d" % i + bytes(3069) for i in range(60)]  # 180 KiB in all
+        for body in bodies:
+            await room.send(body)
+        async with client.connect(b.url, b.public_key) as bob_again:
+            back = await bob_again.resume(token, after=after)
+            assert isinstance(back, client.Room)
+            got = [d.body for d in await deliveries(back, len(bodies))]
+            assert got == bodies

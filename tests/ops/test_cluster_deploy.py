@@ -10,10 +10,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from prometheus_client import CollectorRegistry
@@ -53,6 +54,58 @@ def nats_node_config(i: int, tmp: Path, ports: dict[str, list[int]]) -> Path:
     return path
 
 
+@dataclass
+class Secrets:
+    """What every relay of the test cluster shares: the bus's CA, the cluster key, the
+    relay key and the NATS password file."""
+
+    cert: Path
+    cluster_key: Path
+    password: Path
+    key: X25519PrivateKey
+
+    @classmethod
+    def make(cls, tmp: Path) -> Secrets:
+        cert, _, _ = make_cert(tmp)  # the nodes' certificate (nats_node_config reuses it)
+        cluster_key = tmp / "cluster.key"
+        write_cluster_key(cluster_key, ClusterKey.generate())
+        return cls(cert, cluster_key, password_file(tmp / "nats.password", PASSWORD),
+                   X25519PrivateKey.generate())  # fmt: skip
+
+    async def relay(self, nursery: trio.Nursery, cluster: str, password: Path | None = None,
+                    ) -> Any:  # fmt: skip
+        config = config_mod.Config(
+            port=0, metrics_port=None, cluster=cluster, cluster_key=self.cluster_key,
+            nats_user="haven-relay", nats_password_file=password or self.password,
+            nats_ca_file=self.cert,
+        )  # fmt: skip
+        return await nursery.start(
+            partial(server.serve, config, static_key=self.key, registry=CollectorRegistry())
+        )
+
+
+def password_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+async def share_a_room(a: Any, b: Any, body: bytes) -> None:
+    """A member on ``b`` sends ``body`` into a room ``a`` holds; it arrives."""
+    async with (
+        client.connect(a.url, a.public_key) as alice,
+        client.connect(b.url, b.public_key) as bob,
+    ):
+        room = await alice.create_room()
+        theirs = await bob.join(room.code)
+        await theirs.send(body)
+        with trio.fail_after(10):
+            async for event in room.events():
+                if isinstance(event, Deliver):
+                    assert event.body == body
+                    return
+
+
 def test_the_three_node_configs_pass_nats_server_t(tmp_path: Path) -> None:
     ports = {k: [free_port() for _ in range(3)] for k in ("client", "route", "http")}
     for i in (1, 2, 3):
@@ -80,16 +133,14 @@ def test_systemd_accepts_the_cluster_unit(tmp_path: Path) -> None:
 
 
 def test_the_cluster_config_checks(tmp_path: Path) -> None:
-    cert, _, _ = make_cert(tmp_path)
+    secrets = Secrets.make(tmp_path)
     key = tmp_path / "relay.key"
     subprocess.run([sys.executable, "-m", "haven", "keygen", "--out", str(key)], check=True,
                    capture_output=True)  # fmt: skip
-    cluster_key = tmp_path / "cluster.key"
-    write_cluster_key(cluster_key, ClusterKey.generate())
-    password = tmp_path / "nats.password"
-    password.write_text(PASSWORD)
-    password.chmod(0o600)
-    conf = (DEPLOY / "cluster.toml").read_text().replace("/etc/haven/nats-ca.pem", str(cert))
+    cluster_key, password = secrets.cluster_key, secrets.password
+    conf = (DEPLOY / "cluster.toml").read_text().replace(
+        "/etc/haven/nats-ca.pem", str(secrets.cert)
+    )
     (tmp_path / "cluster.toml").write_text(conf)
     args = [sys.executable, "-m", "haven", "serve", "--check-config",
             "--config", str(tmp_path / "cluster.toml"), "--key", str(key),
@@ -124,82 +175,31 @@ def three_node_bus(tmp: Path, procs: list[subprocess.Popen[bytes]] | None = None
 async def test_relays_on_different_nodes_of_the_shipped_bus_share_a_room(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    cert, _, _ = make_cert(tmp_path)  # the nodes' certificate (nats_node_config reuses it)
-    cluster_key = tmp_path / "cluster.key"
-    write_cluster_key(cluster_key, ClusterKey.generate())
-    password = tmp_path / "nats.password"
-    password.write_text(PASSWORD)
-    password.chmod(0o600)
-    key = X25519PrivateKey.generate()
+    secrets = Secrets.make(tmp_path)
     with three_node_bus(tmp_path) as ports:
-        infos = []
-        for port in ports[:2]:  # each relay on its own node; the routes join them
-            config = config_mod.Config(
-                port=0, metrics_port=None, cluster=f"tls://127.0.0.1:{port}",
-                cluster_key=cluster_key, nats_user="haven-relay", nats_password_file=password,
-                nats_ca_file=cert,
-            )  # fmt: skip
-            infos.append(await nursery.start(
-                partial(server.serve, config, static_key=key, registry=CollectorRegistry())
-            ))  # fmt: skip
-        a, b = infos
+        # Each relay on its own node; the routes join them.
+        a = await secrets.relay(nursery, f"tls://127.0.0.1:{ports[0]}")
+        b = await secrets.relay(nursery, f"tls://127.0.0.1:{ports[1]}")
         await until(lambda: a.relay.cluster.ready and b.relay.cluster.ready)
         await until(lambda: len(a.relay.cluster.peers_seen) == 1)  # heard across the routes
-        async with client.connect(a.url, a.public_key) as alice, client.connect(
-            b.url, b.public_key
-        ) as bob:
-            room = await alice.create_room()
-            theirs = await bob.join(room.code)
-            await theirs.send(b"across two NATS nodes")
-            with trio.fail_after(10):
-                async for event in room.events():
-                    if isinstance(event, Deliver):
-                        assert event.body == b"across two NATS nodes"
-                        break
+        await share_a_room(a, b, b"across two NATS nodes")
         # A wrong password: the relay starts, is never ready, and says why in its log.
-        wrong = tmp_path / "wrong.password"
-        wrong.write_text("not it")
-        wrong.chmod(0o600)
-        config = config_mod.Config(
-            port=0, metrics_port=None, cluster=f"tls://127.0.0.1:{ports[2]}",
-            cluster_key=cluster_key, nats_user="haven-relay", nats_password_file=wrong,
-            nats_ca_file=cert,
-        )  # fmt: skip
-        c = await nursery.start(
-            partial(server.serve, config, static_key=key, registry=CollectorRegistry())
-        )
+        wrong = password_file(tmp_path / "wrong.password", "not it")
+        c = await secrets.relay(nursery, f"tls://127.0.0.1:{ports[2]}", password=wrong)
         await trio.sleep(1.0)
         assert not c.relay.cluster.ready
         assert c.relay.cluster.client.reconnects == 0
 
 
-if not Path("/usr/sbin/nats-server").exists() and not Path("/usr/bin/nats-server").exists():
-    pytest.fail("nats-server is not installed: run ./scripts/test", pytrace=False)
-
-
 async def test_a_relay_fails_over_to_another_node_when_its_node_dies(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    cert, _, _ = make_cert(tmp_path)
-    cluster_key = tmp_path / "cluster.key"
-    write_cluster_key(cluster_key, ClusterKey.generate())
-    password = tmp_path / "nats.password"
-    password.write_text(PASSWORD)
-    password.chmod(0o600)
-    key = X25519PrivateKey.generate()
+    secrets = Secrets.make(tmp_path)
     nodes: list[subprocess.Popen[bytes]] = []
     with three_node_bus(tmp_path, nodes) as ports:
         urls = ",".join(f"tls://127.0.0.1:{p}" for p in ports)  # as deploy/cluster.toml
-        infos = []
-        for _ in range(2):
-            config = config_mod.Config(
-                port=0, metrics_port=None, cluster=urls, cluster_key=cluster_key,
-                nats_user="haven-relay", nats_password_file=password, nats_ca_file=cert,
-            )  # fmt: skip
-            infos.append(await nursery.start(
-                partial(server.serve, config, static_key=key, registry=CollectorRegistry())
-            ))  # fmt: skip
-        a, b = infos
+        a = await secrets.relay(nursery, urls)
+        b = await secrets.relay(nursery, urls)
         await until(lambda: a.relay.cluster.ready and b.relay.cluster.ready)
         first = a.relay.cluster.client.server
         assert first is not None
@@ -207,14 +207,4 @@ async def test_a_relay_fails_over_to_another_node_when_its_node_dies(
         await until(lambda: a.relay.cluster.client.server not in (None, first)
                     and a.relay.cluster.ready)  # fmt: skip
         await until(lambda: b.relay.cluster.ready)
-        async with client.connect(a.url, a.public_key) as alice, client.connect(
-            b.url, b.public_key
-        ) as bob:
-            room = await alice.create_room()
-            theirs = await bob.join(room.code)
-            await theirs.send(b"after a node died")
-            with trio.fail_after(10):
-                async for event in room.events():
-                    if isinstance(event, Deliver):
-                        assert event.body == b"after a node died"
-                        break
+        await share_a_room(a, b, b"after a node died")

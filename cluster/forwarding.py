@@ -68,7 +68,8 @@ class Remote:
     forward: Forward | None = None
     waiting: deque[m.Request] = field(default_factory=deque)
     homes: set[bytes] = field(default_factory=set)  #: processes holding a proxy of it
-    #: Subjects of forwards that got no answer: their target may hold a proxy of it.
+    #: Subjects of forwards that got no answer: their target may hold a proxy of it
+    #: (at most ``MAX_REMEMBERED_ROOMS``; the homes' checks catch the rest).
     unanswered: set[bytes] = field(default_factory=set)
     #: Rooms it joined or resumed on other processes: code -> home (newest last).
     rooms: dict[str, bytes] = field(default_factory=dict)

@@ -74,7 +74,7 @@ from .base import (
     TAG_BYTES,
 )  # fmt: skip
 from .escalations import Escalations
-from .forwarding import Forwarding
+from .forwarding import MAX_REMEMBERED_ROOMS, Forwarding
 from .proxies import Proxies
 from .seal import BusSealError, ClusterKey, Opener, Sealer
 
@@ -365,7 +365,8 @@ class ClusterLink(Forwarding, Proxies, Escalations):
                 assert remote is not None
                 self.forwards.pop(number, None)
                 remote.forward = None
-                remote.unanswered.add(fwd.subject)
+                if len(remote.unanswered) < MAX_REMEMBERED_ROOMS:
+                    remote.unanswered.add(fwd.subject)
                 if conn.peer is not None and not conn.closing:
                     self.relay.hub.error(conn.peer, fwd.request.id, RequestError(
                         "another relay process did not answer in time",

@@ -1,5 +1,6 @@
 """One client connection: WebSocket (``protocol.websocket``, sans-IO, on a Trio stream),
-Noise, and a reader task (plus a writer task only while one is needed).
+Noise, its task (the handshake, then the connection's lifetime) and a writer task only
+while one is needed.
 
 Why not trio-websocket on the relay side: trio-websocket
 routes every received message through a memory channel and takes a lock plus a
@@ -10,8 +11,12 @@ nine outbound buffers, and each connection writes whatever has accumulated at on
 
 Shape per connection:
 
-* the connection task reads, handles every frame one read returned, then lets the
-  relay flush the resulting deliveries once (batching);
+* the connection task does the handshake, then hands the socket to the relay's read
+  loop (``relay/poller.py``), which reads every ready socket once per batch, handles
+  the frames synchronously (``on_readable``) and lets the relay flush the batch's
+  deliveries once; the task stays parked as the owner of the connection's lifetime.
+  A stream without a descriptor (TLS, tests' in-memory streams) is read by its own
+  task instead (``_reader``), one read and one flush at a time;
 * after a flush each touched connection writes its buffer straight to the socket
   (``kick``) when nothing is in flight; what the kernel does not take is left to a
   writer task, started in the relay's handler nursery only then, which ``send_all``s
@@ -329,29 +334,69 @@ class ClientSocket:
     # ------------------------------------------------------------------ reader
 
     async def _reader(self) -> None:
+        """Frames that came with the handshake, then every later read until the end."""
         relay = self.relay
-        reader = self.reader
-        assert self.session is not None
-        assert reader is not None
         if self._early:
             early, self._early = self._early, []
             self._handle(early, trio.current_time())
             relay.flush()
+        poller = relay.poller
+        if poller is not None and self.fd >= 0 and not self.closing:
+            # The relay's read loop reads this socket from now on (relay/poller.py);
+            # this task stays, parked, as the owner of the connection's lifetime.
+            poller.add(self)
+            try:
+                await trio.sleep_forever()
+            finally:
+                poller.remove(self)
         while not self.closing:
             data = await self._receive()
             if not data:
                 return
-            self.session.last_rx = received = trio.current_time()
-            relay.metrics.bytes_in.inc(len(data))
-            try:
-                self._handle(reader.receive(data), received)
-            except FramingError as exc:
-                # What came before the bad frame is handled; then the connection ends
-                # with the code the framing rules name (1002, 1007, 1009).
-                self._handle(exc.events, received)
-                relay.flush(received)  # their replies go out before the close frame
-                self.close(exc.code, exc.reason)
+            received = trio.current_time()
+            self._take(data, received)
             relay.flush(received)
+
+    def on_readable(self, now: float) -> None:
+        """Read once and handle what came (the relay's read loop calls this; it
+        flushes the whole batch's output afterwards)."""
+        try:
+            data = os.read(self.fd, RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # reset: the same as an end of stream here
+        if data:
+            self._take(data, now)
+            return
+        # The peer closed or reset: stop reading; the connection task ends it.
+        poller = self.relay.poller
+        assert poller is not None
+        poller.remove(self)
+        self.close(None, "")
+
+    def _take(self, data: bytes, received: float) -> None:
+        """Handle the frames in one read's bytes (synchronously)."""
+        assert self.session is not None
+        assert self.reader is not None
+        self.session.last_rx = received
+        relay = self.relay
+        relay.metrics.bytes_in.inc(len(data))
+        try:
+            self._handle(self.reader.receive(data), received)
+        except FramingError as exc:
+            # What came before the bad frame is handled; then the connection ends
+            # with the code the framing rules name (1002, 1007, 1009).
+            self._handle(exc.events, received)
+            relay.flush(received)  # their replies go out before the close frame
+            self.close(exc.code, exc.reason)
+
+    def abort(self) -> None:
+        """End this connection at once (a bug while handling its bytes)."""
+        self.drop_backlog()
+        self.close(None, "")
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _handle(self, events: list[tuple[int, bytes]], received: float) -> None:
         """Act on the frames one read produced, in order (synchronously)."""

@@ -33,6 +33,7 @@ from .connection import CLOSED, ClientSocket
 from .hub import REFILL_BYTES, Hub
 from .metrics import Metrics, serve_metrics
 from .pages import Site, serve_pages
+from .poller import ReadPoller
 from .rooms import EVENT_OVERHEAD, event_bytes
 from .timers import Deadlines
 from .trim import trim_heap
@@ -114,6 +115,8 @@ class Relay:
         self._last_trim = float("-inf")
         #: Connections with bytes queued since the last flush (see ClientSocket.kick).
         self.dirty: list[ClientSocket] = []
+        #: The read loop of established connections (set by ``serve``).
+        self.poller: ReadPoller | None = None
         #: Where connections and their writer tasks run (set by ``serve``).
         self.handlers: trio.Nursery | None = None
         #: Unsent bytes past which a connection counts as congested (low-water mark).
@@ -457,6 +460,8 @@ async def serve(
             metrics_url = f"http://{config.metrics_host}:{mport}"
             await nursery.start(serve_metrics, relay, mlisteners)
         nursery.start_soon(relay.housekeeping)
+        relay.poller = ReadPoller(relay)
+        nursery.start_soon(relay.poller.run)
         if relay.cluster is not None:
             nursery.start_soon(relay.cluster.run)
         pages_url = None

@@ -67,6 +67,48 @@ def scan(data: bytes) -> None:
     0xC1, nesting deeper than ``MAX_DEPTH``, containers longer than the limits, or
     more than ``MAX_ITEMS`` items in total.
     """
+    if not _scan_flat(data):
+        _scan_nested(data)
+
+
+def _scan_flat(data: bytes) -> bool:
+    """The common envelope, fast: a map of at most 15 entries holding no container.
+
+    Such an envelope is within every limit but truncation and trailing bytes, which
+    are checked here. Returns False, having checked nothing, for anything else (a
+    container inside, a longer map, any unusual byte), which ``_scan_nested`` walks.
+    """
+    end = len(data)
+    if not end or not 0x80 <= data[0] <= 0x8F:
+        return False
+    remaining = (data[0] & 0x0F) * 2
+    pos = 1
+    while remaining:
+        if pos >= end:
+            raise _malformed("truncated")
+        b = data[pos]
+        if b <= 0x7F or b >= 0xE0:  # fixint
+            pos += 1
+        elif 0xA0 <= b <= 0xBF:  # fixstr
+            pos += 1 + (b & 0x1F)
+        elif b == 0xC4 or b == 0xD9:  # bin8, str8
+            if pos + 1 >= end:
+                raise _malformed("truncated")
+            pos += 2 + data[pos + 1]
+        elif b in _SCALAR_LEN:
+            pos += 1 + _SCALAR_LEN[b]
+        else:
+            return False
+        remaining -= 1
+    if pos > end:
+        raise _malformed("truncated")
+    if pos != end:
+        raise _malformed("trailing bytes")
+    return True
+
+
+def _scan_nested(data: bytes) -> None:
+    """``scan`` for any envelope: a walk with a stack of open containers."""
     end = len(data)
     pos = 0
     # Stack of items still expected at each open nesting level; the top level expects 1.

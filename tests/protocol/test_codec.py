@@ -91,6 +91,43 @@ def test_arbitrary_msgpack_raises_only_decode_error(obj: Any) -> None:
             decode(data)
 
 
+def _verdict(check: Any, data: bytes) -> str | None:
+    try:
+        check(data)
+    except DecodeError as exc:
+        return exc.message
+    return None
+
+
+_FLAT_VALUES = (
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=40) | st.binary(max_size=300)
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=8), _FLAT_VALUES, max_size=17),
+    st.integers(0, 40),
+    st.binary(max_size=3),
+)
+def test_the_flat_scan_agrees_with_the_full_walk(
+    obj: dict[str, Any], cut: int, tail: bytes
+) -> None:
+    """``scan``'s fast path for flat maps gives the full walk's verdict on the same
+    bytes: whole, cut short, or with bytes after (regression guard for the fast path)."""
+    whole = msgpack.packb(obj, use_bin_type=True)
+    for data in (whole, whole[: max(0, len(whole) - cut)], whole + tail):
+        assert _verdict(codec.scan, data) == _verdict(codec._scan_nested, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_the_flat_scan_agrees_on_arbitrary_bytes(tail: bytes) -> None:
+    for data in (tail, b"\x84" + tail, b"\x8f" + tail):
+        assert _verdict(codec.scan, data) == _verdict(codec._scan_nested, data)
+
+
 def test_wrong_types_are_bad_field_with_request_id() -> None:
     data = msgpack.packb({"t": "send", "id": 7, "room": 5, "body": b"x"})
     with pytest.raises(DecodeError) as info:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 #: heaviest holders are shed, down to ``SHED_TO``.
 SOFT = 0.9
 SHED_TO = 0.8
-#: Estimated bytes of one open connection beyond its buffers (measured: ~18 KiB RSS per
-#: idle joined connection in docs/benchmarks.md; rounded up).
+#: Estimated bytes of one open connection beyond its buffers. Measured: ~9 KiB RSS per
+#: idle joined connection (docs/benchmarks.md); kept at the earlier, larger figure so
+#: that a busy connection's transient objects are covered and the budget errs early.
 CONNECTION_BYTES = 24 * 1024
 #: Estimated bytes of one room and of one seat (objects, dict entries, alias, token).
 ROOM_BYTES = 2048

@@ -149,7 +149,9 @@ class ClientSocket:
         self.pow_seed = secrets.token_bytes(32)
         self.dirty = False  #: queued bytes await this flush's ``kick``
         #: The last read left the socket empty (the next one waits for readiness first).
-        self.drained = True
+        #: False at first: by the time a socket is accepted, the client has usually
+        #: sent its upgrade request already.
+        self.drained = False
         self.sending = False  #: the writer task is inside ``send_all``
         sock = getattr(stream, "socket", None)
         #: The socket's descriptor for synchronous writes (-1: always use the writer task).

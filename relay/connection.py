@@ -11,12 +11,12 @@ nine outbound buffers, and each connection writes whatever has accumulated at on
 
 Shape per connection:
 
-* the connection task does the handshake, then hands the socket to the relay's read
-  loop (``relay/poller.py``), which reads every ready socket once per batch, handles
-  the frames synchronously (``on_readable``) and lets the relay flush the batch's
-  deliveries once; the task stays parked as the owner of the connection's lifetime.
-  A stream without a descriptor (TLS, tests' in-memory streams) is read by its own
-  task instead (``_reader``), one read and one flush at a time;
+* the relay's read loop (``relay/poller.py``) reads every ready socket once per batch
+  and hands the bytes to ``on_readable``, which drives the handshake (the upgrade
+  request, Noise message 1) and then the session's frames synchronously; the relay
+  flushes the batch's deliveries once. The connection's task stays parked as the owner
+  of its lifetime: the handshake deadline, the close deadline, the end. A stream
+  without a descriptor is read by its own task instead (``_read_here``);
 * after a flush each touched connection writes its buffer straight to the socket
   (``kick``) when nothing is in flight; what the kernel does not take is left to a
   writer task, started in the relay's handler nursery only then, which ``send_all``s
@@ -31,6 +31,7 @@ and no request header is looked at beyond what the WebSocket upgrade needs.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from typing import TYPE_CHECKING
@@ -99,14 +100,6 @@ CLOSED = -2
 MAX_FRAGMENTS = 64
 
 
-class HandshakeFailed(Exception):
-    """Internal: the upgrade or Noise handshake failed for a reason in ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class ClientSocket:
     """The relay's end of one client's WebSocket: a thin Trio shell over ``RelaySession``.
 
@@ -115,9 +108,9 @@ class ClientSocket:
     """
 
     __slots__ = (
-        "_early", "_flushed", "_scope", "backlog", "buf", "bus", "close_sent", "closing", "dirty",
-        "drained", "fd", "frames", "peer", "pow_seed", "reader", "relay", "sending", "session",
-        "stream", "upgraded", "writing",
+        "_flushed", "_head", "_scope", "accepted", "backlog", "buf", "bus", "close_sent",
+        "closing", "dirty", "failure", "fd", "frames", "peer", "pow_seed", "reader", "relay",
+        "sending", "session", "stream", "upgraded", "writing",
     )  # fmt: skip
 
     proxy = False  #: a real socket (a cluster's proxy sink says True: ``Relay.flush``)
@@ -131,8 +124,12 @@ class ClientSocket:
         self.upgraded = False
         #: A close frame went out: nothing may follow it.
         self.close_sent = False
-        #: Frames that arrived behind the Noise handshake's first message.
-        self._early: list[tuple[int, bytes]] = []
+        #: The upgrade request's bytes so far (until it is complete).
+        self._head = b""
+        #: Why the handshake failed (a metrics label), once it has.
+        self.failure: str | None = None
+        #: When the socket was accepted (the handshake's deadline counts from here).
+        self.accepted = 0.0
         #: Created once the WebSocket upgrade is accepted (the Noise handshake's state).
         self.session: RelaySession | None = None
         self.peer: Peer | None = None
@@ -148,10 +145,6 @@ class ClientSocket:
         self.writing = False
         self.pow_seed = secrets.token_bytes(32)
         self.dirty = False  #: queued bytes await this flush's ``kick``
-        #: The last read left the socket empty (the next one waits for readiness first).
-        #: False at first: by the time a socket is accepted, the client has usually
-        #: sent its upgrade request already.
-        self.drained = False
         self.sending = False  #: the writer task is inside ``send_all``
         sock = getattr(stream, "socket", None)
         #: The socket's descriptor for synchronous writes (-1: always use the writer task).
@@ -162,41 +155,44 @@ class ClientSocket:
     # --------------------------------------------------------------------- run
 
     async def run(self) -> None:
-        """Serve the connection until it closes; never raises for client misbehaviour."""
+        """Serve the connection until it closes; never raises for client misbehaviour.
+
+        The connection's bytes are read by the relay's read loop (``relay/poller.py``),
+        which drives the handshake and then the session synchronously (``_take``);
+        this task owns the connection's lifetime: the handshake deadline (this scope's,
+        until the handshake completes), the close deadline, the end. A stream without
+        a descriptor is read here instead (``_read_here``).
+        """
         relay = self.relay
-        accepted = trio.current_time()
+        self.accepted = trio.current_time()
         try:
-            try:
-                deadline = accepted + relay.config.handshake_timeout
-                with trio.CancelScope(deadline=deadline) as scope:
-                    relay.pending[self] = scope
-                    await self._handshake()
-                if scope.cancelled_caught:
-                    # Out of time, or evicted to make room for a newer handshake.
-                    reason = "timeout" if self in relay.pending else "evicted"
-                    relay.metrics.handshake_failed(reason)
-                    log.debug("handshake failed: %s", reason)
-                    return
-            except HandshakeFailed as exc:
-                relay.metrics.handshake_failed(exc.reason)
-                log.debug("handshake failed: %s", exc.reason)
-                return
-            finally:
-                relay.pending.pop(self, None)
-            relay.metrics.handshake_ok(trio.current_time() - accepted)
-            self.peer = relay.hub.connect(trio.current_time(), sink=self, pow_seed=self.pow_seed)
-            relay.session_opened(self)
-            relay.flush()
-            # No nursery per connection: this task reads; a writer task, when one is
-            # needed, runs in the relay's handler nursery and cancels this scope once
-            # it has flushed the close (``_writer``).
-            with trio.CancelScope() as scope:
+            # No nursery per connection: a writer task, when one is needed, runs in the
+            # relay's handler nursery and cancels this scope once it has flushed the
+            # close (``_writer``).
+            deadline = self.accepted + relay.config.handshake_timeout
+            with trio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
-                if self.buf and not self.writing:
-                    self._wake_writer()
-                if not self.closing:
-                    await self._reader()
-            self.close(None, "")  # (no-op when already closing)
+                relay.pending[self] = scope
+                poller = relay.poller
+                if poller is not None and self.fd >= 0:
+                    poller.add(self)
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        poller.remove(self)
+                else:
+                    await self._read_here()
+            if self.peer is None:
+                # Out of time, evicted for a newer handshake, refused, or gone.
+                reason = self.failure or (
+                    "draining" if relay.draining
+                    else "timeout" if self in relay.pending else "evicted"
+                )  # fmt: skip
+                relay.metrics.handshake_failed(reason)
+                log.debug("handshake failed: %s", reason)
+                self._end()
+            else:
+                self.close(None, "")  # (no-op when already closing)
             if self.writing:
                 # Let the writer flush what is queued, the close frame last, until the
                 # close deadline ``close`` set.
@@ -208,45 +204,90 @@ class ClientSocket:
         finally:
             self.closing = True
             self._scope = None
+            relay.pending.pop(self, None)
             if self.peer is not None:
                 relay.hub.disconnect(self.peer, trio.current_time())
                 relay.flush()
             relay.connection_closed(self)
             # The socket is closed by the caller (``Relay.handle_stream``) right after.
 
+    async def _read_here(self) -> None:
+        """Read and handle until the end, one read and one flush at a time (a stream
+        the read loop cannot watch: no descriptor)."""
+        relay = self.relay
+        while not self.closing:
+            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            received = trio.current_time()
+            if not data:
+                self._eof()
+                return
+            self._take(data, received)
+            relay.flush(received)
+
     # --------------------------------------------------------------- handshake
 
-    async def _read_upgrade(self) -> Upgrade:
-        """Read the HTTP upgrade request; answer and give up if it is not a good one."""
-        data = b""
-        while True:
-            chunk = await self._receive()
-            if not chunk:
-                raise HandshakeFailed("eof")
-            data += chunk
+    def _handshake_bytes(self, data: bytes, now: float) -> None:
+        """Advance the handshake: the upgrade request, then Noise message 1."""
+        if self.reader is None:
+            self._head += data
             try:
-                if head_complete(data):
-                    return parse_upgrade(data)
+                if not head_complete(self._head):
+                    return
+                upgrade = parse_upgrade(self._head)
             except UpgradeError as exc:
-                with trio.move_on_after(self.relay.config.close_timeout):
-                    await self.stream.send_all(reject_response(exc))
-                raise HandshakeFailed("websocket") from None
+                self._push_bytes(reject_response(exc))
+                self._give_up("websocket")
+                return
+            self._head = b""
+            self.reader = FrameReader(self.relay.config.max_message_bytes, MAX_FRAGMENTS)
+            if not self._accept(upgrade):
+                return
+            data = upgrade.rest
+        try:
+            events = self.reader.receive(data)
+        except FramingError as exc:
+            self._give_up("websocket", exc.code, exc.reason)
+            return
+        for i, (opcode, payload) in enumerate(events):
+            if opcode == BINARY:
+                self._noise(payload, events[i + 1 :], now)
+                return
+            if opcode == PING:
+                self._push_bytes(frame(PONG, payload))
+            elif opcode != PONG:
+                code = CLOSE_UNSUPPORTED_DATA if opcode == TEXT else CLOSE_NORMAL
+                self._give_up("websocket", code, "binary only")
+                return
 
-    async def _handshake(self) -> None:
-        """WebSocket upgrade, then the two Noise NK messages; raises HandshakeFailed."""
+    def _accept(self, upgrade: Upgrade) -> bool:
+        """Answer the upgrade (101), then refuse if the relay is draining or full."""
+        relay = self.relay
+        # Only the subprotocol list is read from the upgrade request: never addresses
+        # or forwarding headers.
+        try:
+            subprotocol = RelaySession.check_subprotocols(upgrade.subprotocols)
+        except Refusal as refusal:
+            # Accept without a subprotocol, then close with the typed code: a client
+            # learns why (a plain HTTP refusal would not tell it).
+            self._push_bytes(accept_response(upgrade.key, None))
+            self.upgraded = True
+            self._give_up(refusal.why, refusal.close_code, refusal.reason)
+            return False
+        self._push_bytes(accept_response(upgrade.key, subprotocol))
+        self.upgraded = True
+        if relay.draining:
+            self._give_up("draining", CLOSE_GOING_AWAY, "relay draining")
+            return False
+        # Before any Diffie-Hellman work: a flood of handshakes is refused cheaply.
+        if relay.at_capacity():
+            self._give_up("capacity", close_code(ErrorCode.SERVER_FULL), "relay full, retry later")
+            return False
+        return True
+
+    def _noise(self, msg1: bytes, early: list[tuple[int, bytes]], now: float) -> None:
+        """Noise NK message 1 in, message 2 out; then the session is open."""
         relay = self.relay
         config = relay.config
-        upgrade = await self._read_upgrade()
-        self.reader = FrameReader(config.max_message_bytes, MAX_FRAGMENTS)
-        await self._accept(upgrade)
-        if relay.draining:
-            await self._refuse(CLOSE_GOING_AWAY, "relay draining")
-            raise HandshakeFailed("draining")
-        if relay.at_capacity():
-            await self._refuse(close_code(ErrorCode.SERVER_FULL), "relay full, retry later")
-            raise HandshakeFailed("capacity")
-        msg1 = await self._first_binary_message(upgrade.rest)
-        now = trio.current_time()
         session = RelaySession(
             relay.static_key,
             prologue=relay.prologue,
@@ -258,106 +299,41 @@ class ClientSocket:
             session.receive_hello(msg1)
         except Refusal as refusal:
             if refusal.reply is not None:
-                await self._send(frame(BINARY, refusal.reply))
-            await self._refuse(refusal.close_code, refusal.reason)
-            raise HandshakeFailed(refusal.why) from None
+                self._push_bytes(frame(BINARY, refusal.reply))
+            self._give_up(refusal.why, refusal.close_code, refusal.reason)
+            return
         msg2 = session.accept(relay.welcome(self.pow_seed), now)
         self.session = session
-        await self._send(frame(BINARY, msg2))
-        session.last_rx = trio.current_time()
+        self._push_bytes(frame(BINARY, msg2))
+        session.last_rx = now
+        # Open: no handshake deadline any more, and the connection counts as established.
+        relay.pending.pop(self, None)
+        if self._scope is not None:
+            self._scope.deadline = math.inf
+        relay.metrics.handshake_ok(now - self.accepted)
+        self.peer = relay.hub.connect(now, sink=self, pow_seed=self.pow_seed)
+        relay.session_opened(self)
+        if early:  # frames that came in the same read as message 1
+            self._handle(early, now)
 
-    async def _accept(self, upgrade: Upgrade) -> None:
-        # Only the subprotocol list is read from the upgrade request: never addresses
-        # or forwarding headers.
-        try:
-            subprotocol = RelaySession.check_subprotocols(upgrade.subprotocols)
-        except Refusal as refusal:
-            # Accept without a subprotocol, then close with the typed code: a client
-            # learns why (a plain HTTP refusal would not tell it).
-            await self._send(accept_response(upgrade.key, None))
-            self.upgraded = True
-            await self._refuse(refusal.close_code, refusal.reason)
-            raise HandshakeFailed(refusal.why) from None
-        await self._send(accept_response(upgrade.key, subprotocol))
-        self.upgraded = True
-
-    async def _first_binary_message(self, data: bytes) -> bytes:
-        """The first binary message (Noise message 1), answering pings on the way."""
-        reader = self.reader
-        assert reader is not None
-        while True:
-            try:
-                events = reader.receive(data)
-            except FramingError as exc:
-                await self._refuse(exc.code, exc.reason)
-                raise HandshakeFailed("websocket") from None
-            for i, (opcode, payload) in enumerate(events):
-                if opcode == BINARY:
-                    self._early = events[i + 1 :]
-                    return payload
-                if opcode == PING:
-                    await self._send(frame(PONG, payload))
-                elif opcode != PONG:
-                    code = CLOSE_UNSUPPORTED_DATA if opcode == TEXT else CLOSE_NORMAL
-                    await self._refuse(code, "binary only")
-                    raise HandshakeFailed("websocket")
-            data = await self._receive()
-            if not data:
-                raise HandshakeFailed("eof")
-
-    async def _send(self, data: bytes) -> None:
-        """Write handshake bytes: straight to the socket, which on a new connection
-        nearly always takes them whole; the rest, if any, through the stream."""
-        fd = self.fd
-        if fd >= 0:
-            try:
-                written = os.write(fd, data)
-            except BlockingIOError:
-                written = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError from exc
-            if written == len(data):
-                return
-            data = data[written:]
-        await self.stream.send_all(data)
-
-    async def _refuse(self, code: int, reason: str) -> None:
-        """Send a close frame during the handshake (best effort) and give up."""
-        if self.upgraded and not self.close_sent:
+    def _give_up(self, reason: str, code: int | None = None, text: str = "") -> None:
+        """End a handshake that failed for ``reason`` (a metrics label), after what is
+        queued and, once upgraded, a close frame with ``code``."""
+        if self.closing:
+            return
+        self.failure = reason
+        if code is not None and self.upgraded and not self.close_sent:
             self.close_sent = True
-            with trio.move_on_after(self.relay.config.close_timeout):
-                await self.stream.send_all(close_frame(code, reason))
+            self._push_bytes(close_frame(code, text))
+        self._end()
 
     @property
     def partial_bytes(self) -> int:
-        """Bytes of an incomplete frame or fragmented message held (memory budget)."""
-        return self.reader.buffered if self.reader is not None else 0
+        """Bytes of an incomplete request head, frame or fragmented message held (memory
+        budget)."""
+        return len(self._head) + (self.reader.buffered if self.reader is not None else 0)
 
     # ------------------------------------------------------------------ reader
-
-    async def _reader(self) -> None:
-        """Frames that came with the handshake, then every later read until the end."""
-        relay = self.relay
-        if self._early:
-            early, self._early = self._early, []
-            self._handle(early, trio.current_time())
-            relay.flush()
-        poller = relay.poller
-        if poller is not None and self.fd >= 0 and not self.closing:
-            # The relay's read loop reads this socket from now on (relay/poller.py);
-            # this task stays, parked, as the owner of the connection's lifetime.
-            poller.add(self)
-            try:
-                await trio.sleep_forever()
-            finally:
-                poller.remove(self)
-        while not self.closing:
-            data = await self._receive()
-            if not data:
-                return
-            received = trio.current_time()
-            self._take(data, received)
-            relay.flush(received)
 
     def on_readable(self, now: float) -> None:
         """Read once and handle what came (the relay's read loop calls this; it
@@ -370,15 +346,24 @@ class ClientSocket:
             data = b""  # reset: the same as an end of stream here
         if data:
             self._take(data, now)
-            return
-        # The peer closed or reset: stop reading; the connection task ends it.
+        else:
+            self._eof()
+
+    def _eof(self) -> None:
+        """The peer closed or reset: stop reading; the connection task ends it."""
         poller = self.relay.poller
-        assert poller is not None
-        poller.remove(self)
-        self.close(None, "")
+        if poller is not None:
+            poller.remove(self)
+        if self.peer is None:
+            self._give_up("eof")
+        else:
+            self.close(None, "")
 
     def _take(self, data: bytes, received: float) -> None:
-        """Handle the frames in one read's bytes (synchronously)."""
+        """Handle the bytes of one read (synchronously): the handshake's, then frames."""
+        if self.peer is None:
+            self._handshake_bytes(data, received)
+            return
         assert self.session is not None
         assert self.reader is not None
         self.session.last_rx = received
@@ -425,36 +410,6 @@ class ClientSocket:
                 self.close(None, "")
             elif opcode == TEXT:
                 self.close(CLOSE_UNSUPPORTED_DATA, "binary messages only")
-
-    async def _receive(self) -> bytes:
-        """Read what the socket has (b"" at end of stream), yielding exactly once.
-
-        Trio's ``receive_some`` checkpoints before and after a read that succeeds and
-        goes through several layers per call; on the per-message path this reads the
-        descriptor directly and waits through ``trio.lowlevel`` only when there is
-        nothing to read. Errors map to Trio's (handled in ``run``).
-        """
-        fd = self.fd
-        if fd < 0:
-            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
-        # After a read that did not fill the buffer the socket is most likely empty:
-        # wait for readiness first rather than pay for a read that fails (EAGAIN).
-        waited = self.drained
-        if waited:
-            await trio.lowlevel.wait_readable(fd)  # a yield (and a cancel point)
-        while True:
-            try:
-                data = os.read(fd, RECEIVE_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(fd)
-                waited = True
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError from exc
-            self.drained = len(data) < RECEIVE_SIZE
-            if not waited:
-                await trio.lowlevel.checkpoint()  # never run without yielding
-            return data
 
     def _on_frame(self, message: bytes, now: float) -> None:
         """Decrypt, decode and dispatch one client frame (synchronously)."""
@@ -643,20 +598,27 @@ class ClientSocket:
         if code is not None and self.upgraded and not self.close_sent:
             self.close_sent = True
             self.buf.append(close_frame(code, reason))
+        self._end()
+        if self.peer is not None:
+            # Stop routing to this peer at once; its seats are held for resume.
+            self.relay.hub.disconnect(self.peer, trio.current_time())
+
+    def _end(self) -> None:
+        """Stop reading; let the writer flush what is queued (within the close
+        deadline) and then end the connection, or end it now if nothing is queued."""
+        if self.closing:
+            return
         self.closing = True
         scope = self._scope
         if self.buf or self.writing:
-            # The writer flushes, then cancels the reader; both within the deadline.
+            # The writer flushes, then cancels the connection's scope; by the deadline.
             self._wake_writer()
             if scope is not None:
                 scope.deadline = min(
                     scope.deadline, trio.current_time() + self.relay.config.close_timeout
                 )
         elif scope is not None:
-            scope.cancel()  # nothing to flush: stop reading now
-        if self.peer is not None:
-            # Stop routing to this peer at once; its seats are held for resume.
-            self.relay.hub.disconnect(self.peer, trio.current_time())
+            scope.cancel()  # nothing to flush: stop now
 
     def drop_backlog(self) -> None:
         """Forget queued bytes (a slow consumer's backlog is not worth flushing)."""
@@ -665,4 +627,4 @@ class ClientSocket:
         self.frames = 0
 
 
-__all__ = ["ClientSocket", "HandshakeFailed"]
+__all__ = ["ClientSocket"]

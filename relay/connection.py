@@ -172,7 +172,7 @@ class ClientSocket:
             deadline = self.accepted + relay.config.handshake_timeout
             with trio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
-                relay.pending[self] = scope
+                relay.pending[self] = None
                 poller = relay.poller
                 if poller is not None and self.fd >= 0:
                     poller.add(self)
@@ -183,11 +183,11 @@ class ClientSocket:
                 else:
                     await self._read_here()
             if self.peer is None:
-                # Out of time, evicted for a newer handshake, refused, or gone.
+                # Refused, evicted or gone (``failure`` says), closed by the relay
+                # (draining, or a write that failed), or out of time.
                 reason = self.failure or (
-                    "draining" if relay.draining
-                    else "timeout" if self in relay.pending else "evicted"
-                )  # fmt: skip
+                    ("draining" if relay.draining else "eof") if self.closing else "timeout"
+                )
                 relay.metrics.handshake_failed(reason)
                 log.debug("handshake failed: %s", reason)
                 self._end()
@@ -315,6 +315,16 @@ class ClientSocket:
         relay.session_opened(self)
         if early:  # frames that came in the same read as message 1
             self._handle(early, now)
+
+    def evict(self) -> None:
+        """Drop this connection, still in its handshake, for a newer one: at once,
+        without flushing anything it had queued (a refusal being sent included)."""
+        if not self.closing:
+            self.failure = "evicted"
+        self.closing = True
+        self.drop_backlog()
+        if self._scope is not None:
+            self._scope.deadline = -math.inf  # ends now, and waits for no writer after
 
     def _give_up(self, reason: str, code: int | None = None, text: str = "") -> None:
         """End a handshake that failed for ``reason`` (a metrics label), after what is

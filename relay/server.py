@@ -101,8 +101,8 @@ class Relay:
         #: session's deadline without touching this heap: when the old one comes, the
         #: session says whether it is really due, and the timer is set again.
         self.session_timers: Deadlines[ClientSocket] = Deadlines()
-        #: Connections still in their handshake (oldest first), with its cancel scope.
-        self.pending: dict[ClientSocket, trio.CancelScope] = {}
+        #: Connections still in their handshake, oldest first (a dict as an ordered set).
+        self.pending: dict[ClientSocket, None] = {}
         self.draining = False
         self.accepting = False
         self.metrics = Metrics(self, registry)
@@ -265,7 +265,9 @@ class Relay:
             # apart from max_connections: the oldest gives way to the newest, so idle
             # sockets cannot keep a real client out for longer than they keep coming.
             self.metrics.limit_hit("pending_handshakes")
-            pending.pop(next(iter(pending))).cancel()
+            oldest = next(iter(pending))
+            del pending[oldest]
+            oldest.evict()
         conn = ClientSocket(self, stream)
         self.connections.add(conn)
         try:

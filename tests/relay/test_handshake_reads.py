@@ -18,6 +18,7 @@ from haven.protocol import SUBPROTOCOL
 from haven.protocol import messages as m
 from haven.protocol.session import ClientSession, ReplyReceived, Welcomed
 from haven.protocol.websocket import unmask
+from haven.relay.server import RelayInfo
 
 from .conftest import Harness
 
@@ -126,3 +127,45 @@ async def test_a_byte_at_a_time(harness: Harness) -> None:
     assert opcode == 0x2
     assert isinstance(session.receive(msg2), Welcomed)
     assert len(info.relay.pending) == 0
+
+
+def _failed(info: RelayInfo, reason: str) -> float:
+    value = info.relay.metrics.registry.get_sample_value(
+        "haven_handshakes_total", {"result": "failed", "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_each_failed_handshake_counts_under_its_reason(
+    harness: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Evicted for a newer socket, gone before the end, a bad upgrade request, a text
+    message, out of time: one count each, under its own reason."""
+    info = await harness.start(max_pending_handshakes=2, handshake_timeout=30)
+    first = await _connect(harness)  # sends nothing: evicted by the third
+    await trio.testing.wait_all_tasks_blocked()
+    second = await _connect(harness)
+    await trio.testing.wait_all_tasks_blocked()
+    third = await _connect(harness)
+    await trio.testing.wait_all_tasks_blocked()
+    await second.send_all(REQUEST[:20])
+    await second.send_eof()  # gone in the middle of the request
+    await third.send_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await ServerReader(third).head()).startswith(b"HTTP/1.1 405 ")
+    fourth = await _connect(harness)
+    await fourth.send_all(REQUEST + client_frame(0x1, b"hello"))
+    reader = ServerReader(fourth)
+    await reader.head()
+    assert (await reader.frame())[0] == 0x8  # closed: 1003, binary messages only
+    await trio.testing.wait_all_tasks_blocked()
+    assert _failed(info, "evicted") == 1
+    assert _failed(info, "eof") == 1
+    assert _failed(info, "websocket") == 2
+    assert _failed(info, "timeout") == 0
+    fifth = await _connect(harness)
+    await fifth.send_all(REQUEST)
+    await trio.sleep(31)
+    assert _failed(info, "timeout") == 1
+    assert len(info.relay.pending) == 0
+    with trio.fail_after(5):
+        assert await first.receive_some(10) == b""  # the evicted socket was closed

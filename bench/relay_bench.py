@@ -358,15 +358,25 @@ def print_table(cells: list[dict[str, Any]]) -> None:
 
 
 def ratios(
-    cells: list[dict[str, Any]], relay: str = "haven", against: str = "bare"
+    cells: list[dict[str, Any]], relay: str = "haven", against: str = "bare",
+    per_cpu: bool = False,
 ) -> dict[str, float]:
-    """``relay`` / ``against`` deliveries per second, per workload."""
+    """``relay`` / ``against`` deliveries per second, per workload; with ``per_cpu``,
+    deliveries per second of relay CPU instead (fairer where the generator, not the
+    relay, was the limit: a relay below 100 % of its core)."""
     by = {(c["workload"], c["relay"]): c for c in cells}
+
+    def rate(cell: dict[str, Any]) -> float:
+        value: float = cell["deliveries_per_s"]
+        if per_cpu:
+            value /= max(cell["relay_cpu_pct"], 1.0) / 100
+        return value
+
     out = {}
     for (name, label), cell in by.items():
         other = by.get((name, against))
-        if label == relay and other and other["deliveries_per_s"]:
-            out[name] = cell["deliveries_per_s"] / other["deliveries_per_s"]
+        if label == relay and other and rate(other):
+            out[name] = rate(cell) / rate(other)
     return out
 
 
@@ -496,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     asyncio_rat = ratios(cells, "haven", "asyncio")
     for name, r in asyncio_rat.items():
         print(f"Haven / asyncio deliveries/s, {name}: {r:.2f}x")
+    asyncio_cpu = ratios(cells, "haven", "asyncio", per_cpu=True)
+    for name, r in asyncio_cpu.items():
+        print(f"Haven / asyncio deliveries per relay CPU second, {name}: {r:.2f}x")
     idle = []
     if args.idle > 0:
         for kind in relays:
@@ -536,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": rat,
             "baseline_ratios": base_rat,
             "haven_over_asyncio": asyncio_rat,
+            "haven_over_asyncio_per_cpu": asyncio_cpu,
             "idle": idle,
             "profile": profile,
         }

@@ -1,14 +1,15 @@
-"""One task reads every established connection: the relay's read loop.
+"""One task reads every client connection: the relay's read loop.
 
 Why: with a reader task per connection, each message costs a Trio wait on its socket
 (an ``epoll_ctl`` to re-arm it, a task switch, a reschedule) before the read itself.
 Under load that machinery was about a quarter of the relay's CPU per message
-(docs/benchmarks.md). Here every connection's socket is registered once, level
-triggered, in an epoll set of the relay's own; a single task waits for that set to be
-readable (one Trio wait per batch of ready sockets, not per message), then reads each
-ready socket once and handles what it read synchronously, exactly as the reader task
-did. Each connection keeps its task, parked, as the owner of its lifetime (closing,
-the writer, the close deadline), so nothing else about a connection changes.
+(docs/benchmarks.md). Here every connection's socket is registered once, from accept
+to close, level triggered, in an epoll set of the relay's own; a single task waits for
+that set to be readable (one Trio wait per batch of ready sockets, not per message),
+then reads each ready socket once and hands the bytes to the connection, which drives
+its handshake and then its session synchronously (``ClientSocket.on_readable``). Each
+connection keeps its task, parked, as the owner of its lifetime (the handshake
+deadline, closing, the writer, the close deadline).
 
 Fairness: one read (at most ``RECEIVE_SIZE`` bytes) per ready socket per batch, and at
 most ``MAX_EVENTS`` sockets per batch before the task yields to the rest of the relay.
@@ -35,7 +36,7 @@ MAX_EVENTS = 256
 
 
 class ReadPoller:
-    """The relay's established connections, read from one task (see the module doc)."""
+    """The relay's client connections, read from one task (see the module doc)."""
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
@@ -43,7 +44,7 @@ class ReadPoller:
         self._conns: dict[int, ClientSocket] = {}
 
     def add(self, conn: ClientSocket) -> None:
-        """Start reading ``conn`` (its handshake is done; its socket is a real one)."""
+        """Start reading ``conn`` (just accepted; its stream is a real socket)."""
         self._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
         self._conns[conn.fd] = conn
 
@@ -57,7 +58,7 @@ class ReadPoller:
                 self._epoll.unregister(fd)
 
     def __len__(self) -> int:
-        """Connections being read (the rest are in their handshake or closing)."""
+        """Connections being read (those that have not ended)."""
         return len(self._conns)
 
     def handle_ready(self) -> int:

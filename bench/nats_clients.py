@@ -39,6 +39,29 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+class Tally:
+    """Counts received messages; times the receive phase from the first to the n-th
+    (wall clock and this process's CPU) and sets ``finished`` at the n-th."""
+
+    def __init__(self, n: int, finished: trio.Event | asyncio.Event) -> None:
+        self.n = n
+        self.got = 0
+        self.finished = finished
+        self.marks: dict[str, float] = {}
+
+    def hit(self) -> None:
+        self.got += 1
+        if self.got == 1:
+            self.marks["c0"], self.marks["t0"] = cpu(), time.perf_counter()
+        if self.got == self.n:
+            self.marks["t1"], self.marks["c1"] = time.perf_counter(), cpu()
+            self.finished.set()
+
+    def result(self) -> dict[str, float]:
+        m = self.marks
+        return {"seconds": m["t1"] - m["t0"], "cpu": m["c1"] - m["c0"]}
+
+
 # ------------------------------------------------------------------ Haven's client
 
 
@@ -68,30 +91,18 @@ async def _haven_publish(url: str, n: int, size: int) -> dict[str, float]:
 
 async def _haven_receive(url: str, n: int, ready: Any, done: Any) -> dict[str, float]:
     client = NatsClient(Options([Server.parse(url)]))
-    got = 0
-    finished = trio.Event()
-    marks: dict[str, float] = {}
-
-    def on_msg(_msg: Any) -> None:
-        nonlocal got
-        got += 1
-        if got == 1:
-            marks["c0"], marks["t0"] = cpu(), time.perf_counter()
-        if got == n:
-            marks["t1"], marks["c1"] = time.perf_counter(), cpu()
-            finished.set()
-
-    client.subscribe(SUBJECT, on_msg)
+    tally = Tally(n, trio.Event())
+    client.subscribe(SUBJECT, lambda _msg: tally.hit())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.run)
         await client.wait_connected()
         await client.flush()
         ready.set()
         with trio.fail_after(120):
-            await finished.wait()
+            await tally.finished.wait()
         nursery.cancel_scope.cancel()
     done.set()
-    return {"seconds": marks["t1"] - marks["t0"], "cpu": marks["c1"] - marks["c0"]}
+    return tally.result()
 
 
 # ------------------------------------------------------------------ nats-py
@@ -115,27 +126,19 @@ async def _natspy_receive(url: str, n: int, ready: Any, done: Any) -> dict[str, 
     import nats
 
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-    got = 0
-    finished = asyncio.Event()
-    marks: dict[str, float] = {}
+    tally = Tally(n, asyncio.Event())
 
     async def on_msg(_msg: Any) -> None:
-        nonlocal got
-        got += 1
-        if got == 1:
-            marks["c0"], marks["t0"] = cpu(), time.perf_counter()
-        if got == n:
-            marks["t1"], marks["c1"] = time.perf_counter(), cpu()
-            finished.set()
+        tally.hit()
 
     await nc.subscribe(SUBJECT.decode(), cb=on_msg, pending_msgs_limit=n + 1,
                        pending_bytes_limit=1 << 30)  # fmt: skip
     await nc.flush()
     ready.set()
-    await asyncio.wait_for(finished.wait(), 120)
+    await asyncio.wait_for(tally.finished.wait(), 120)
     await nc.close()
     done.set()
-    return {"seconds": marks["t1"] - marks["t0"], "cpu": marks["c1"] - marks["c0"]}
+    return tally.result()
 
 
 # ------------------------------------------------------------------ harness

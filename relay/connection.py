@@ -388,13 +388,6 @@ class ClientSocket:
             relay.flush(received)  # their replies go out before the close frame
             self.close(exc.code, exc.reason)
 
-    def abort(self) -> None:
-        """End this connection at once (a bug while handling its bytes)."""
-        self.drop_backlog()
-        self.close(None, "")
-        if self._scope is not None:
-            self._scope.cancel()
-
     def _handle(self, events: list[tuple[int, bytes]], received: float) -> None:
         """Act on the frames one read produced, in order (synchronously)."""
         for opcode, payload in events:
@@ -582,17 +575,18 @@ class ClientSocket:
                 self.relay.metrics.latency.observe(trio.current_time() - queued, frames)
                 self.relay.metrics.bytes_out.inc(len(data))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._writer_failed()
+            self.abort()
         except Exception:
             log.exception("connection writer failed")
-            self._writer_failed()
+            self.abort()
         finally:
             self.writing = False
             if self._flushed is not None:
                 self._flushed.set()
 
-    def _writer_failed(self) -> None:
-        """Nothing more can be written: drop what is queued and stop the reader."""
+    def abort(self) -> None:
+        """End this connection at once, dropping what is queued: nothing more can be
+        written, or handling its bytes hit a bug (``ReadPoller.handle_ready``)."""
         self.drop_backlog()
         self.close(None, "")
         if self._scope is not None:
